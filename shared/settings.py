@@ -1,0 +1,68 @@
+"""The one settings model: every value comes from a ``CONVEYOR_*`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration shared by every service, the infrastructure scripts and the tests.
+
+    Defaults work on one machine; services extend this class where they need more.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    # Kafka
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="host:port list; defaults to kafka_host:kafka_port"
+    )
+    kafka_partitions: int = 3
+    # Large enough that an oversized event still reaches the consumer (and so its dead-letter topic)
+    # instead of being refused by the producer with no trace.
+    kafka_max_message_bytes: int = 16 * 1024 * 1024
+
+    # MinIO / S3
+    minio_host: str = "127.0.0.1"
+    minio_port: int = 9000
+    minio_console_port: int = 9001
+    minio_endpoint: str | None = Field(
+        default=None, description="host:port; defaults to minio_host:minio_port"
+    )
+    minio_access_key: str = "conveyor"
+    # Local-development credential only; set CONVEYOR_MINIO_SECRET_KEY anywhere else.
+    minio_secret_key: SecretStr = SecretStr("conveyor-local-dev-secret")
+    minio_secure: bool = False
+    landing_bucket: str = "conveyor-landing"
+    artifacts_bucket: str = "conveyor-artifacts"
+
+    # Consumption: bounded retries for transient errors, then the dead-letter topic.
+    max_event_bytes: int = 1024 * 1024
+    retry_attempts: int = 5
+    retry_initial_backoff_s: float = 0.5
+    retry_max_backoff_s: float = 10.0
+    # Above the slowest handler (training), so a long fit does not make the consumer leave its group.
+    max_poll_interval_ms: int = 30 * 60 * 1000
+
+    # Telemetry
+    otlp_endpoint: str | None = None
+
+    # Local infrastructure (make up / make down)
+    state_dir: Path = Path.home() / ".local" / "state" / "conveyor"
+    cache_dir: Path = Path.home() / ".cache" / "conveyor"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where Kafka clients connect."""
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        """Where the MinIO client connects (host:port)."""
+        return self.minio_endpoint or f"{self.minio_host}:{self.minio_port}"
