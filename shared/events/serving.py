@@ -1,0 +1,103 @@
+"""Events of deployment, batch prediction and monitoring (deploy)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from shared import topics
+from shared.events.envelope import Event, Frozen, Name, Text, Uri
+
+FeatureValue = float | int | str | bool | None
+
+
+class ModelDeployed(Event):
+    """A model version is serving at an endpoint."""
+
+    topic = topics.MODEL_DEPLOYED
+
+    version: int = Field(ge=1)
+    endpoint_url: Uri
+    environment: Name
+
+
+class DeploymentFailed(Event):
+    """A model version could not be deployed; the version already serving keeps serving."""
+
+    topic = topics.DEPLOYMENT_FAILED
+
+    version: int = Field(ge=1)
+    reason: Text
+
+
+class BatchPredictionRequested(Event):
+    """Score an object-store file with a pipeline's model."""
+
+    topic = topics.BATCH_PREDICTION_REQUESTED
+
+    input_uri: Uri
+    version: int | None = Field(default=None, ge=1, description="None: the version now serving.")
+
+
+class BatchPredictionCompleted(Event):
+    """A batch job wrote its predictions."""
+
+    topic = topics.BATCH_PREDICTION_COMPLETED
+
+    version: int = Field(ge=1)
+    input_uri: Uri
+    output_uri: Uri
+    rows: int = Field(ge=0)
+    duration_seconds: float = Field(ge=0)
+
+
+class BatchPredictionFailed(Event):
+    """A batch job could not complete."""
+
+    topic = topics.BATCH_PREDICTION_FAILED
+
+    input_uri: Uri
+    version: int | None = Field(default=None, ge=1)
+    reason: Text
+
+
+class CapturedPrediction(Frozen):
+    """One served prediction, as the monitoring side sees it."""
+
+    prediction_id: Name
+    captured_at: datetime
+    features: dict[Name, FeatureValue]
+    prediction: FeatureValue
+
+
+class PredictionsCaptured(Event):
+    """Monitoring feedback: a sample of served predictions."""
+
+    topic = topics.PREDICTIONS_CAPTURED
+
+    version: int = Field(ge=1)
+    predictions: list[CapturedPrediction] = Field(max_length=10_000)
+
+
+class DriftChecked(Event):
+    """A monitoring report: live features compared with the training profile."""
+
+    topic = topics.DRIFT_CHECKED
+
+    version: int = Field(ge=1)
+    window_size: int = Field(ge=0)
+    psi: dict[Name, float]
+    threshold: float
+    report_uri: Uri | None = None
+
+
+class DriftDetected(Event):
+    """Live features drifted past the pipeline's threshold."""
+
+    topic = topics.DRIFT_DETECTED
+
+    version: int = Field(ge=1)
+    psi: dict[Name, float]
+    threshold: float
+    drifted_features: list[Name]

@@ -1,0 +1,23 @@
+"""The Kafka broker every service uses: safe producer defaults and trace propagation."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+
+from shared.settings import Settings
+from shared.telemetry import Telemetry
+
+
+def create_broker(settings: Settings, *, telemetry: Telemetry | None = None) -> KafkaBroker:
+    """A FastStream Kafka broker with an idempotent producer waiting for all replicas.
+
+    aiokafka's defaults (``acks=1``, no idempotence) could lose or duplicate a published event.
+    """
+    middlewares = (telemetry.kafka_middleware(),) if telemetry else ()
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        max_request_size=settings.kafka_max_message_bytes,
+        middlewares=middlewares,
+    )

@@ -1,0 +1,63 @@
+"""OpenTelemetry set-up shared by every service: traces and metrics, OTLP export when configured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """The providers a service reports through, and the Kafka middleware that uses them."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+
+    def kafka_middleware(self) -> KafkaTelemetryMiddleware:
+        """FastStream middleware that carries trace context in Kafka headers."""
+        return KafkaTelemetryMiddleware(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+
+    def shutdown(self) -> None:
+        """Flush and stop exporting."""
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def setup_telemetry(
+    service_name: str,
+    settings: Settings,
+    *,
+    span_processors: tuple[SpanProcessor, ...] = (),
+    metric_readers: tuple[MetricReader, ...] = (),
+) -> Telemetry:
+    """Providers for ``service_name``; exports OTLP over HTTP when ``otlp_endpoint`` is set.
+
+    Extra processors and readers let tests collect spans and metrics in memory.
+    """
+    resource = Resource.create({SERVICE_NAME: f"conveyor-{service_name}"})
+    tracer_provider = TracerProvider(resource=resource)
+    readers = list(metric_readers)
+    if settings.otlp_endpoint:
+        # Imported only when used: the exporter pulls in protobuf and an HTTP session.
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = settings.otlp_endpoint.rstrip("/")
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
+        )
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics")))
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
