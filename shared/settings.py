@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Local infrastructure (make up / make down)
     state_dir: Path = Path.home() / ".local" / "state" / "conveyor"
     cache_dir: Path = Path.home() / ".cache" / "conveyor"
+    # Opt-in only: `make up` runs Kafka and MinIO as local processes unless a Docker engine answers
+    # and this is set (CONVEYOR_USE_DOCKER=1).
+    use_docker: bool = False
 
     @property
     def bootstrap_servers(self) -> str:

@@ -1,5 +1,6 @@
 """Kafka plumbing shared by every service: broker, publisher, safe subscriber, dead letters."""
 
+from shared.messaging.admin import ensure_topics
 from shared.messaging.broker import create_broker
 from shared.messaging.consumer import RetryPolicy, subscribe
 from shared.messaging.dead_letter import DeadLetter
@@ -14,6 +15,7 @@ __all__ = [
     "RetryPolicy",
     "TransientError",
     "create_broker",
+    "ensure_topics",
     "is_transient",
     "subscribe",
 ]

@@ -1,0 +1,43 @@
+# Two commands matter: `make demo` (the pipeline end to end) and `make test` (every test).
+# Everything else is a step they take, runnable on its own.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install up down status test test-unit test-integration lint schemas clean-state
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED) ## Python environment with the project and its dev tools
+
+up: $(INSTALLED) ## start Kafka and MinIO (built or fetched once, cached under ~/.cache/conveyor)
+	$(BIN)/python -m infra up
+
+down: $(INSTALLED) ## stop them by process id; data stays in the state directory
+	$(BIN)/python -m infra down
+
+status: $(INSTALLED)
+	$(BIN)/python -m infra status
+
+test: up ## every test, against the real servers
+	$(BIN)/pytest
+
+test-unit: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+
+test-integration: up
+	$(BIN)/pytest tests/integration
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check shared
+	$(BIN)/mypy shared services infra
+
+schemas: $(INSTALLED) ## regenerate the committed JSON Schemas of the events
+	$(BIN)/python -m shared.events.schema_export

@@ -1,0 +1,89 @@
+"""A single-drive MinIO server, built from its Go module and run as a local process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from infra import process
+from shared.settings import Settings
+
+MODULE = "github.com/minio/minio"
+# The module proxy refuses MinIO's RELEASE.* tags (not semantic versions), so the build pins the
+# pseudo-version of the module's last commit instead.
+VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+
+def binary_path(settings: Settings) -> Path:
+    """Where the built MinIO binary is cached, one directory per pinned version."""
+    return settings.cache_dir / f"minio-{VERSION}" / "minio"
+
+
+def ensure_binary(settings: Settings) -> Path:
+    """Build the MinIO binary with `go install` unless it is cached; return its path."""
+    binary = binary_path(settings)
+    # `go install` writes the binary only once the build succeeded, so its presence means complete.
+    if not binary.exists():
+        process.run_build(
+            ["go", "install", "-v", f"{MODULE}@{VERSION}"],
+            env={"GOBIN": str(binary.parent)},
+            what=f"Building MinIO {VERSION} into {binary.parent} (first run only, a few minutes)",
+        )
+    return binary
+
+
+def health_url(settings: Settings) -> str:
+    """MinIO's liveness endpoint."""
+    return f"http://{settings.minio_host}:{settings.minio_port}/minio/health/live"
+
+
+def minio_ready(settings: Settings) -> bool:
+    """Whether MinIO's liveness endpoint answers 200."""
+    try:
+        return httpx.get(health_url(settings), timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def minio_server(settings: Settings) -> process.Server:
+    """MinIO as a local process: command, credentials, files, ports and readiness probe."""
+    data = settings.state_dir / "minio" / "data"
+    listen = ["--address", f"{settings.minio_host}:{settings.minio_port}"]
+    console = ["--console-address", f"{settings.minio_host}:{settings.minio_console_port}"]
+    return process.Server(
+        name="minio",
+        argv=[str(binary_path(settings)), "server", str(data), *listen, *console],
+        address=settings.s3_endpoint,
+        ports=[
+            (settings.minio_host, settings.minio_port),
+            (settings.minio_host, settings.minio_console_port),
+        ],
+        run_dir=settings.state_dir / "run",
+        output=settings.state_dir / "logs" / "minio.log",
+        ready=lambda: minio_ready(settings),
+        marker=str(data),
+        prepare=lambda: _prepare(settings, data),
+        env={
+            "MINIO_ROOT_USER": settings.minio_access_key,
+            "MINIO_ROOT_PASSWORD": settings.minio_secret_key.get_secret_value(),
+            # A local server must not reach out to check for (or apply) new releases.
+            "MINIO_UPDATE": "off",
+        },
+    )
+
+
+def start_minio(settings: Settings, *, timeout: float = 120.0) -> int:
+    """Start MinIO (building it on first use); return its pid."""
+    return process.start(minio_server(settings), timeout=timeout)
+
+
+def stop_minio(settings: Settings) -> bool:
+    """Stop MinIO, keeping its data; return whether it was running."""
+    return process.stop(minio_server(settings))
+
+
+def _prepare(settings: Settings, data: Path) -> None:
+    """Make the binary and the data directory ready for a start."""
+    ensure_binary(settings)
+    data.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,37 @@
+"""Create topics up front, so consumers never wait on a topic that does not exist yet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.settings import Settings
+from shared.topics import dead_letter_topic
+
+_NO_ERROR = 0
+_TOPIC_ALREADY_EXISTS = 36
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str], *, with_dead_letters: bool = True) -> None:
+    """Create ``names`` (and their dead-letter topics) that do not exist yet."""
+    wanted = set(names)
+    if with_dead_letters:
+        wanted |= {dead_letter_topic(name) for name in wanted}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        missing = wanted - set(await admin.list_topics())
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(name, num_partitions=settings.kafka_partitions, replication_factor=1)
+                    for name in sorted(missing)
+                ]
+            )
+            for name, code, *_ in response.topic_errors:
+                # Another service may have created the topic since list_topics.
+                if code not in (_NO_ERROR, _TOPIC_ALREADY_EXISTS):
+                    raise RuntimeError(f"could not create topic {name!r}: Kafka error code {code}")
+    finally:
+        await admin.close()

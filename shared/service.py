@@ -1,0 +1,64 @@
+"""The composition root every service shares: settings → telemetry → broker → ports → handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+
+from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics
+from shared.settings import Settings
+from shared.storage import ArtifactStore
+from shared.telemetry import Telemetry, setup_telemetry
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """The ports a service's handlers are wired to."""
+
+    name: str
+    settings: Settings
+    telemetry: Telemetry
+    broker: KafkaBroker
+    publisher: KafkaEventPublisher
+    store: ArtifactStore
+
+
+def build_context(name: str, settings: Settings, *, telemetry: Telemetry | None = None) -> ServiceContext:
+    """Create the clients a service needs (no connection is opened yet)."""
+    telemetry = telemetry or setup_telemetry(name, settings)
+    broker = create_broker(settings, telemetry=telemetry)
+    return ServiceContext(
+        name=name,
+        settings=settings,
+        telemetry=telemetry,
+        broker=broker,
+        publisher=KafkaEventPublisher(broker),
+        store=ArtifactStore.from_settings(settings),
+    )
+
+
+def create_service_app(
+    context: ServiceContext,
+    *,
+    topics: Iterable[str],
+    register: Callable[[ServiceContext], None],
+) -> FastStream:
+    """A FastStream app that prepares buckets and topics, then runs the registered handlers."""
+    register(context)
+    topic_names = tuple(topics)
+
+    async def prepare() -> None:
+        context.store.ensure_buckets()
+        await ensure_topics(context.settings, topic_names)
+
+    app = FastStream(
+        context.broker,
+        logger=logging.getLogger(f"conveyor.{context.name}"),
+        on_startup=[prepare],
+        on_shutdown=[context.telemetry.shutdown],
+    )
+    return app

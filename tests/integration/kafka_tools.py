@@ -1,0 +1,58 @@
+"""Small helpers for reading what landed on a topic and waiting for a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from shared.settings import Settings
+
+
+def new_topic_name() -> str:
+    """A topic name unique to one test."""
+    return f"conveyor.test.{uuid.uuid4().hex[:12]}"
+
+
+async def read_records(
+    settings: Settings, topic: str, *, count: int, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``count`` records of ``topic`` (from the earliest offset), or fail after ``timeout``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=settings.kafka_max_message_bytes * 2,
+        max_partition_fetch_bytes=settings.kafka_max_message_bytes,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    assert len(records) >= count, f"{topic}: expected {count} records within {timeout}s, got {len(records)}"
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+async def wait_for(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    """A record's headers as text."""
+    return {name: value.decode() for name, value in record.headers}
