@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
-from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics
+from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics, subscribe
+from shared.messaging.consumer import E, Handler
 from shared.settings import Settings
 from shared.storage import ArtifactStore
 from shared.telemetry import Telemetry, setup_telemetry
@@ -25,6 +26,22 @@ class ServiceContext:
     broker: KafkaBroker
     publisher: KafkaEventPublisher
     store: ArtifactStore
+
+    @property
+    def group_id(self) -> str:
+        """The Kafka consumer group of this service."""
+        return f"conveyor-{self.name}"
+
+    def subscribe(self, event_type: type[E], handler: Handler[E]) -> None:
+        """Consume ``event_type`` with ``handler`` in this service's consumer group, safely."""
+        subscribe(
+            self.broker,
+            event_type=event_type,
+            handler=handler,
+            group_id=self.group_id,
+            publisher=self.publisher,
+            settings=self.settings,
+        )
 
 
 def build_context(name: str, settings: Settings, *, telemetry: Telemetry | None = None) -> ServiceContext:

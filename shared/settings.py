@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     # Above the slowest handler (training), so a long fit does not make the consumer leave its group.
     max_poll_interval_ms: int = 30 * 60 * 1000
 
+    # HTTP services: where they listen, and where clients find them.
+    registry_host: str = "127.0.0.1"
+    registry_port: int = 8000
+    registry_url: str | None = Field(default=None, description="defaults to http://registry_host:registry_port")
+
+    # Who may change things through the HTTP APIs: {"<token>": {"user": ..., "role": "approver"}}.
+    # The default is for local development only; set CONVEYOR_API_TOKENS anywhere else.
+    api_tokens: SecretStr = SecretStr(
+        '{"conveyor-local-approver": {"user": "local-approver", "role": "approver"}}'
+    )
+
     # Telemetry
     otlp_endpoint: str | None = None
 
@@ -64,6 +75,11 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """Where Kafka clients connect."""
         return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def registry_base_url(self) -> str:
+        """Where clients reach the registry's HTTP API."""
+        return (self.registry_url or f"http://{self.registry_host}:{self.registry_port}").rstrip("/")
 
     @property
     def s3_endpoint(self) -> str:

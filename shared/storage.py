@@ -95,6 +95,21 @@ class ArtifactStore:
             )
         return ArtifactRef(uri=location.uri, sha256=digest, size_bytes=len(data))
 
+    def replace(
+        self, location: ObjectLocation, data: bytes, *, content_type: str = "application/json"
+    ) -> ArtifactRef:
+        """Overwrite a small mutable pointer (such as "the current spec"); never used for artifacts."""
+        digest = sha256_hex(data)
+        self._client.put_object(
+            location.bucket,
+            location.key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
+            metadata={DIGEST_METADATA: digest},
+        )
+        return ArtifactRef(uri=location.uri, sha256=digest, size_bytes=len(data))
+
     def put_content_addressed(
         self,
         data: bytes,

@@ -69,3 +69,13 @@ def parse_object_uri(uri: str, *, allowed: Iterable[AllowedLocation]) -> ObjectL
             return ObjectLocation(bucket=bucket, key=key)
     places = ", ".join(f"{SCHEME}{a.bucket}/{a.prefix}" for a in allowed) or "nowhere"
     raise UnsafeUriError(f"URI {uri!r} is outside the allowed locations ({places})")
+
+
+_SEGMENT_ALPHABET = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def safe_segment(value: str, *, what: str) -> str:
+    """``value`` if it can stand as one key segment (no separators, no '.' or '..'), else raise."""
+    if not value or value in (".", "..") or len(value) > 200 or set(value) - _SEGMENT_ALPHABET:
+        raise UnsafeUriError(f"{what} {value!r} cannot be used in an object key")
+    return value

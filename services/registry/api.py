@@ -1,0 +1,142 @@
+"""The registry's HTTP API: open reads, authenticated decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.registry.api_models import (
+    DecisionRequest,
+    DeploymentRecord,
+    GroupSummary,
+    VersionDetail,
+    VersionSummary,
+)
+from services.registry.model_group import ModelGroup, TransitionError
+from services.registry.registry import Registry
+from shared.auth import Principal, TokenBook
+from shared.events import Event, VersionStatus
+
+PipelinePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+VersionPath = Annotated[int, Path(ge=1)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def create_router(
+    registry: Registry, *, tokens: TokenBook, publish: Callable[[Event], Awaitable[None]]
+) -> APIRouter:
+    """Routes over ``registry``; decisions are published with ``publish``."""
+    router = APIRouter(prefix="/v1")
+
+    def group_of(pipeline: str) -> ModelGroup:
+        try:
+            return registry.group(pipeline)
+        except LookupError as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+    def approver(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        return tokens.require(credentials, role="approver")
+
+    @router.get("/groups", response_model=list[GroupSummary], tags=["read"])
+    async def list_groups() -> list[GroupSummary]:
+        """Every model group."""
+        return [GroupSummary.of(group) for _, group in sorted(registry.groups.items())]
+
+    @router.get("/groups/{pipeline}", response_model=GroupSummary, tags=["read"])
+    async def get_group(pipeline: PipelinePath) -> GroupSummary:
+        """One model group."""
+        return GroupSummary.of(group_of(pipeline))
+
+    @router.get("/groups/{pipeline}/versions", response_model=list[VersionSummary], tags=["read"])
+    async def list_versions(
+        pipeline: PipelinePath, status_filter: Annotated[VersionStatus | None, Query(alias="status")] = None
+    ) -> list[VersionSummary]:
+        """The group's versions, oldest first, optionally only those with one status."""
+        group = group_of(pipeline)
+        versions = sorted(group.versions.values(), key=lambda v: v.number)
+        return [VersionSummary.of(group, v) for v in versions if status_filter in (None, v.status)]
+
+    @router.get("/groups/{pipeline}/versions/{version}", response_model=VersionDetail, tags=["read"])
+    async def get_version(pipeline: PipelinePath, version: VersionPath) -> VersionDetail:
+        """One version with metrics, lineage, report links, audit trail and deployments."""
+        group = group_of(pipeline)
+        if version not in group.versions:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pipeline} has no version {version}")
+        return VersionDetail.of(group, group.versions[version])
+
+    @router.get("/groups/{pipeline}/champion", response_model=VersionDetail, tags=["read"])
+    async def get_champion(pipeline: PipelinePath) -> VersionDetail:
+        """The most recently approved version."""
+        group = group_of(pipeline)
+        champion = group.champion()
+        if champion is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pipeline} has no approved version")
+        return VersionDetail.of(group, champion)
+
+    @router.get("/groups/{pipeline}/history", response_model=list[DeploymentRecord], tags=["read"])
+    async def promotion_history(
+        pipeline: PipelinePath,
+        environment: Annotated[str | None, Query(max_length=200)] = None,
+        at: Annotated[datetime | None, Query(description="only what was live at this time")] = None,
+    ) -> list[DeploymentRecord]:
+        """Which version was live in each environment, and when."""
+        group = group_of(pipeline)
+        records = [d for d in group.deployments if environment in (None, d.environment)]
+        if at is not None:
+            if at.tzinfo is None:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "'at' needs a time zone")
+            records = [d for d in records if d.since <= at and (d.until is None or at < d.until)]
+        return [DeploymentRecord.of(d) for d in records]
+
+    async def decide(
+        pipeline: str, version: int, request: DecisionRequest, principal: Principal, *, approve: bool
+    ) -> VersionDetail:
+        group_of(pipeline)
+        try:
+            decided, event = await registry.decide(
+                pipeline, version, approve=approve, by=principal.user, comment=request.comment
+            )
+        except LookupError as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except TransitionError as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        await publish(event)
+        return VersionDetail.of(registry.group(pipeline), decided)
+
+    @router.post(
+        "/groups/{pipeline}/versions/{version}/approve",
+        response_model=VersionDetail,
+        tags=["decide"],
+        responses={401: {}, 403: {}, 404: {}, 409: {}},
+    )
+    async def approve(
+        pipeline: PipelinePath,
+        version: VersionPath,
+        request: DecisionRequest,
+        principal: Annotated[Principal, Depends(approver)],
+    ) -> VersionDetail:
+        """Approve a version pending manual approval (approver role)."""
+        return await decide(pipeline, version, request, principal, approve=True)
+
+    @router.post(
+        "/groups/{pipeline}/versions/{version}/reject",
+        response_model=VersionDetail,
+        tags=["decide"],
+        responses={401: {}, 403: {}, 404: {}, 409: {}},
+    )
+    async def reject(
+        pipeline: PipelinePath,
+        version: VersionPath,
+        request: DecisionRequest,
+        principal: Annotated[Principal, Depends(approver)],
+    ) -> VersionDetail:
+        """Reject a version pending manual approval (approver role)."""
+        return await decide(pipeline, version, request, principal, approve=False)
+
+    return router

@@ -1,0 +1,78 @@
+"""The registry process: an HTTP API and Kafka subscribers over one journal in MinIO."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException
+
+from services.registry.api import create_router
+from services.registry.handlers import register_handlers
+from services.registry.journal_store import JournalStore
+from services.registry.registry import Registry
+from shared import topics
+from shared.auth import TokenBook
+from shared.messaging import ensure_topics
+from shared.service import ServiceContext, build_context
+from shared.settings import Settings
+from shared.spec_store import SpecStore
+
+NAME = "registry"
+CONSUMED = (topics.MODEL_EVALUATED, topics.MODEL_DEPLOYED)
+PRODUCED = (topics.MODEL_REGISTERED, topics.MODEL_APPROVED, topics.MODEL_REJECTED)
+
+
+def create_app(
+    settings: Settings | None = None, *, context: ServiceContext | None = None
+) -> FastAPI:
+    """The registry's ASGI app; starting it loads the journal and joins Kafka."""
+    settings = settings or Settings()
+    context = context or build_context(NAME, settings)
+    specs = SpecStore(context.store, bucket=settings.artifacts_bucket)
+    registry = Registry(
+        journal=JournalStore(context.store, bucket=settings.artifacts_bucket),
+        store=context.store,
+        spec_of=specs.get,
+    )
+    register_handlers(context, registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(context.store.ensure_buckets)
+        await ensure_topics(settings, CONSUMED + PRODUCED)
+        await registry.load()
+        await context.broker.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await context.broker.stop()
+            context.telemetry.shutdown()
+
+    app = FastAPI(
+        title="Conveyor model registry",
+        version="1",
+        description="Model groups, versions, approvals and where each version is deployed.",
+        lifespan=lifespan,
+    )
+    app.state.ready = False
+    app.state.registry = registry
+    tokens = TokenBook.from_secret(settings.api_tokens)
+    app.include_router(create_router(registry, tokens=tokens, publish=context.publisher.publish))
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "live"}
+
+    @app.get("/health/ready", tags=["health"], responses={503: {}})
+    async def ready() -> dict[str, str]:
+        """The journal is loaded and the Kafka consumers run."""
+        if not app.state.ready:
+            raise HTTPException(503, "starting")
+        return {"status": "ready"}
+
+    return app

@@ -1,0 +1,22 @@
+"""The registry's Kafka subscribers: typed event in, the registry's work, typed events out."""
+
+from __future__ import annotations
+
+from services.registry.registry import Registry
+from shared.events import Event, ModelDeployed, ModelEvaluated
+from shared.service import ServiceContext
+
+
+def register_handlers(context: ServiceContext, registry: Registry) -> None:
+    """Subscribe the registry to evaluated candidates and deployments."""
+
+    async def on_model_evaluated(event: ModelEvaluated) -> list[Event]:
+        """Register the candidate as the group's next version and apply its approval policy."""
+        return await registry.register(event)
+
+    async def on_model_deployed(event: ModelDeployed) -> None:
+        """Record where the version now serves, for the promotion history."""
+        await registry.record_deployment(event)
+
+    context.subscribe(ModelEvaluated, on_model_evaluated)
+    context.subscribe(ModelDeployed, on_model_deployed)

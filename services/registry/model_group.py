@@ -1,0 +1,126 @@
+"""A model group's state, folded from its journal, and the status changes it allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.registry.journal import (
+    JournalEntry,
+    VersionApproved,
+    VersionDeployed,
+    VersionRegistered,
+    VersionRejected,
+)
+from shared.events import VersionStatus
+
+
+class TransitionError(Exception):
+    """A status change the registry does not allow (HTTP 409)."""
+
+
+@dataclass
+class AuditRecord:
+    """Who changed a version's status, when and why."""
+
+    action: str
+    by: str
+    at: datetime
+    comment: str
+
+
+@dataclass
+class Deployment:
+    """A version live in an environment from ``since`` until ``until`` (None: still live)."""
+
+    environment: str
+    version: int
+    endpoint_url: str
+    since: datetime
+    until: datetime | None = None
+
+
+@dataclass
+class ModelVersion:
+    """One registered version and everything that happened to it."""
+
+    registered: VersionRegistered
+    status: VersionStatus
+    audit: list[AuditRecord] = field(default_factory=list)
+
+    @property
+    def number(self) -> int:
+        """The version number within its group."""
+        return self.registered.version
+
+
+@dataclass
+class ModelGroup:
+    """All versions of one pipeline's model."""
+
+    pipeline: str
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    by_run_id: dict[str, int] = field(default_factory=dict)
+    deployments: list[Deployment] = field(default_factory=list)
+    entries: int = 0
+
+    @property
+    def next_version(self) -> int:
+        """The number the next registered candidate gets."""
+        return max(self.versions, default=0) + 1
+
+    def champion(self) -> ModelVersion | None:
+        """The most recent approved version."""
+        approved = [v for v in self.versions.values() if v.status == "Approved"]
+        return max(approved, key=lambda v: v.number, default=None)
+
+    def live(self, environment: str, *, at: datetime | None = None) -> Deployment | None:
+        """The deployment live in ``environment`` now (or at time ``at``)."""
+        for deployment in reversed(self.deployments):
+            if deployment.environment != environment:
+                continue
+            if at is None:
+                return deployment if deployment.until is None else None
+            if deployment.since <= at and (deployment.until is None or at < deployment.until):
+                return deployment
+        return None
+
+    def check_decision(self, version: int, *, approve: bool) -> ModelVersion:
+        """The version a person may approve or reject, or ``TransitionError`` saying why not."""
+        found = self.versions.get(version)
+        if found is None:
+            raise LookupError(f"{self.pipeline} has no version {version}")
+        if found.status != "PendingManualApproval":
+            action = "approve" if approve else "reject"
+            raise TransitionError(
+                f"cannot {action} {self.pipeline} version {version}: it is {found.status}; "
+                "only versions pending manual approval can be approved or rejected"
+            )
+        return found
+
+    def apply(self, entry: JournalEntry) -> None:
+        """Fold one journal entry into the state."""
+        self.entries += 1
+        if isinstance(entry, VersionRegistered):
+            self.versions[entry.version] = ModelVersion(registered=entry, status="PendingManualApproval")
+            self.by_run_id[entry.candidate.run_id] = entry.version
+        elif isinstance(entry, VersionApproved):
+            version = self.versions[entry.version]
+            version.status = "Approved"
+            version.audit.append(AuditRecord("approved", entry.by, entry.at, entry.comment))
+        elif isinstance(entry, VersionRejected):
+            version = self.versions[entry.version]
+            version.status = "Rejected"
+            version.audit.append(AuditRecord("rejected", entry.by, entry.at, entry.comment))
+        elif isinstance(entry, VersionDeployed):
+            self._record_deployment(entry)
+
+    def _record_deployment(self, entry: VersionDeployed) -> None:
+        current = self.live(entry.environment)
+        if current is not None and current.version == entry.version:
+            return  # the same version reported live again: nothing changed
+        if current is not None:
+            current.until = entry.at
+        self.deployments.append(
+            Deployment(entry.environment, entry.version, entry.endpoint_url, since=entry.at)
+        )

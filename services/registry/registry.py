@@ -1,0 +1,199 @@
+"""The registry's work: register candidates, apply approval policy and decisions, record deployments.
+
+Every method is idempotent for a repeated input: a candidate already registered is recognised by
+its run id and its decision completed if a crash interrupted it; the same outputs come back, with
+the same event ids, so consumers can tell a repeat from a new fact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from services.registry.journal import (
+    Candidate,
+    VersionApproved,
+    VersionDeployed,
+    VersionRegistered,
+    VersionRejected,
+)
+from services.registry.journal_store import JournalStore
+from services.registry.model_group import ModelGroup, ModelVersion
+from shared.events import (
+    Event,
+    ModelApproved,
+    ModelDeployed,
+    ModelEvaluated,
+    ModelRegistered,
+    ModelRejected,
+)
+from shared.lineage import LineageRecord
+from shared.pipeline_spec import PipelineSpec
+from shared.storage import ArtifactStore
+
+PRODUCER = "registry"
+AUTO_APPROVER = "policy:auto"
+GATE_REJECTER = "quality-gates"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Registry:
+    """Model groups and their versions, kept in a journal in MinIO."""
+
+    def __init__(
+        self,
+        *,
+        journal: JournalStore,
+        store: ArtifactStore,
+        spec_of: Callable[[str, str], PipelineSpec],
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._journal = journal
+        self._store = store
+        self._spec_of = spec_of
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self.groups: dict[str, ModelGroup] = {}
+
+    async def load(self) -> None:
+        """Rebuild every group from the journal."""
+        self.groups = await asyncio.to_thread(self._journal.load)
+
+    def group(self, pipeline: str) -> ModelGroup:
+        """The group of ``pipeline`` (``LookupError`` when nothing was registered for it)."""
+        try:
+            return self.groups[pipeline]
+        except KeyError:
+            raise LookupError(f"no model group named {pipeline!r}") from None
+
+    async def register(self, evaluated: ModelEvaluated) -> list[Event]:
+        """Register the candidate (once) and apply its gates and approval policy."""
+        spec = await asyncio.to_thread(self._spec_of, evaluated.pipeline, evaluated.spec_version)
+        async with self._lock:
+            group = self.groups.setdefault(evaluated.pipeline, ModelGroup(evaluated.pipeline))
+            number = group.by_run_id.get(evaluated.run_id)
+            if number is None:
+                candidate = await self._candidate(evaluated)
+                number = group.next_version
+                entry = VersionRegistered(
+                    at=self._clock(),
+                    version=number,
+                    candidate=candidate,
+                    approval=spec.approval,
+                    deployment=spec.deployment.target,
+                )
+                await asyncio.to_thread(self._journal.append, group, entry)
+            version = group.versions[number]
+            await self._apply_policy(group, version)
+        registered = ModelRegistered.caused_by(
+            evaluated,
+            producer=PRODUCER,
+            version=number,
+            run_id=evaluated.run_id,
+            status=version.status,
+        )
+        return [registered, *self._decision_events(group, version)]
+
+    async def decide(
+        self, pipeline: str, number: int, *, approve: bool, by: str, comment: str
+    ) -> tuple[ModelVersion, Event]:
+        """A person's approval or rejection of a pending version."""
+        async with self._lock:
+            group = self.group(pipeline)
+            version = group.check_decision(number, approve=approve)
+            entry_type = VersionApproved if approve else VersionRejected
+            entry = entry_type(at=self._clock(), version=number, by=by, comment=comment)
+            await asyncio.to_thread(self._journal.append, group, entry)
+        events = self._decision_events(group, version)
+        return version, events[0]
+
+    async def record_deployment(self, deployed: ModelDeployed) -> None:
+        """Remember where a version went live (a repeat of the same fact is ignored)."""
+        async with self._lock:
+            group = self.group(deployed.pipeline)
+            live = group.live(deployed.environment)
+            if live is not None and live.version == deployed.version:
+                return
+            entry = VersionDeployed(
+                at=deployed.occurred_at,
+                version=deployed.version,
+                environment=deployed.environment,
+                endpoint_url=deployed.endpoint_url,
+                deployed_event_id=deployed.event_id,
+            )
+            await asyncio.to_thread(self._journal.append, group, entry)
+
+    async def _apply_policy(self, group: ModelGroup, version: ModelVersion) -> None:
+        if version.status != "PendingManualApproval":
+            return
+        registered = version.registered
+        if not registered.candidate.passed:
+            entry: VersionApproved | VersionRejected = VersionRejected(
+                at=self._clock(), version=version.number, by=GATE_REJECTER, comment=_gate_summary(version)
+            )
+        elif registered.approval == "auto":
+            entry = VersionApproved(
+                at=self._clock(), version=version.number, by=AUTO_APPROVER, comment="gates passed"
+            )
+        else:
+            return
+        await asyncio.to_thread(self._journal.append, group, entry)
+
+    def _decision_events(self, group: ModelGroup, version: ModelVersion) -> list[Event]:
+        if version.status == "PendingManualApproval":
+            return []
+        candidate = version.registered.candidate
+        decision = version.audit[-1]
+        chain: dict[str, Any] = {
+            "correlation_id": candidate.correlation_id,
+            "causation_id": candidate.evaluated_event_id,
+            "producer": PRODUCER,
+            "pipeline": group.pipeline,
+            "version": version.number,
+            "run_id": candidate.run_id,
+        }
+        if version.status == "Approved":
+            return [
+                ModelApproved(
+                    event_id=_derived_id(candidate, "ModelApproved"),
+                    model=candidate.model,
+                    metrics=candidate.metrics,
+                    lineage=candidate.lineage_summary,
+                    deployment=version.registered.deployment,
+                    approved_by=decision.by,
+                    comment=decision.comment,
+                    **chain,
+                )
+            ]
+        return [
+            ModelRejected(
+                event_id=_derived_id(candidate, "ModelRejected"),
+                reason=decision.comment or "rejected",
+                rejected_by=decision.by,
+                **chain,
+            )
+        ]
+
+    async def _candidate(self, evaluated: ModelEvaluated) -> Candidate:
+        body = await asyncio.to_thread(self._store.get, evaluated.lineage)
+        record = LineageRecord.model_validate_json(body)
+        summary = record.summary(lineage_uri=evaluated.lineage.uri)
+        return Candidate.from_event(evaluated, lineage_summary=summary)
+
+
+def _derived_id(candidate: Candidate, name: str) -> UUID:
+    # The same derivation as Event.caused_by, so an automatic and a repeated decision share ids.
+    return uuid5(candidate.evaluated_event_id, name)
+
+
+def _gate_summary(version: ModelVersion) -> str:
+    failed = [gate for gate in version.registered.candidate.gates if not gate.passed]
+    if not failed:
+        return "the candidate could not be evaluated"
+    return "; ".join(gate.message or f"{gate.gate} failed" for gate in failed)

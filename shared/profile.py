@@ -1,0 +1,209 @@
+"""Data profiles: the training data's distribution, kept to measure drift against (PSI).
+
+Numeric features are binned at the training data's deciles, so every bin holds about a tenth of
+the training rows and PSI is not dominated by near-empty bins; the outer bins are open-ended so
+values beyond the training range still land somewhere. Missing values are a bin of their own,
+so a change in missingness is drift too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from shared.events.envelope import Frozen
+
+ColumnKind = Literal["numeric", "boolean", "datetime", "text"]
+FeatureKind = Literal["numeric", "categorical"]
+
+OTHER = "__other__"
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+BINS = 10
+TOP_CATEGORIES = 20
+# Floor for a bin's share: an empty bin would make PSI infinite.
+PSI_EPSILON = 1e-4
+
+
+class FeatureProfile(Frozen):
+    """The distribution of one feature column."""
+
+    kind: FeatureKind
+    count: int = Field(ge=0, description="Non-missing values.")
+    missing: int = Field(ge=0)
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    quantiles: dict[str, float] = Field(default_factory=dict, description="p5, p25, p50, ...")
+    bin_edges: list[float] = Field(
+        default_factory=list,
+        description="Interior cut points; bin i is (edge[i-1], edge[i]], outer bins open-ended.",
+    )
+    bin_counts: list[int] = Field(default_factory=list)
+    categories: dict[str, int] = Field(
+        default_factory=dict, description=f"Counts of the top categories and {OTHER!r}."
+    )
+    distinct: int = Field(default=0, ge=0)
+
+    @property
+    def rows(self) -> int:
+        """Rows profiled, missing included."""
+        return self.count + self.missing
+
+
+class DataProfile(Frozen):
+    """A dataset's shape: every column's kind, and the distribution of each feature."""
+
+    rows: int = Field(ge=0)
+    columns: dict[str, ColumnKind]
+    features: dict[str, FeatureProfile]
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        """Numeric feature names."""
+        return tuple(name for name, f in self.features.items() if f.kind == "numeric")
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        """Categorical feature names."""
+        return tuple(name for name, f in self.features.items() if f.kind == "categorical")
+
+    def to_json(self) -> bytes:
+        """The profile as JSON bytes."""
+        return self.model_dump_json(indent=2).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> DataProfile:
+        """A profile read back from ``to_json``."""
+        return cls.model_validate_json(data)
+
+
+def profile_frame(
+    frame: pd.DataFrame, *, numeric: list[str] | tuple[str, ...], categorical: list[str] | tuple[str, ...]
+) -> DataProfile:
+    """Profile the named feature columns of ``frame`` (and record every column's kind)."""
+    features = {name: _numeric_profile(frame[name]) for name in numeric}
+    features |= {name: _categorical_profile(frame[name]) for name in categorical}
+    columns = {str(name): column_kind(frame[name]) for name in frame.columns}
+    return DataProfile(rows=len(frame), columns=columns, features=features)
+
+
+def column_kind(values: pd.Series) -> ColumnKind:
+    """What a column holds, as far as its dtype says."""
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(values):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "datetime"
+    return "text"
+
+
+def as_numbers(values: pd.Series) -> pd.Series:
+    """A column as floats: text that is not a number, and infinities, count as missing."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return numbers.where(np.isfinite(numbers))
+
+
+def as_categories(values: pd.Series) -> pd.Series:
+    """A column as category strings, so 1, 1.0 and "1" are one category; missing stays NaN."""
+    return values.astype(object).map(_category_key).astype(object)
+
+
+def population_stability_index(feature: FeatureProfile, values: pd.Series) -> float:
+    """PSI of ``values`` against the profiled distribution of one feature."""
+    if feature.kind == "numeric":
+        expected = [*feature.bin_counts, feature.missing]
+        actual = _bin_numbers(as_numbers(values), feature.bin_edges)
+    else:
+        labels = list(feature.categories)
+        expected = [*feature.categories.values(), feature.missing]
+        actual = _count_categories(as_categories(values), labels)
+    return _psi(np.asarray(expected, dtype=float), np.asarray(actual, dtype=float))
+
+
+def psi_by_feature(profile: DataProfile, frame: pd.DataFrame) -> dict[str, float]:
+    """PSI of every profiled feature present in ``frame``; empty when ``frame`` has no rows."""
+    if frame.empty:
+        return {}
+    return {
+        name: population_stability_index(feature, frame[name])
+        for name, feature in profile.features.items()
+        if name in frame.columns
+    }
+
+
+def _numeric_profile(values: pd.Series) -> FeatureProfile:
+    numbers = as_numbers(values).dropna()
+    missing = len(values) - len(numbers)
+    if numbers.empty:
+        return FeatureProfile(kind="numeric", count=0, missing=missing, bin_counts=[0])
+    array = numbers.to_numpy()
+    edges = np.unique(np.quantile(array, np.linspace(0, 1, BINS + 1)[1:-1]))
+    std = float(array.std(ddof=1)) if len(array) > 1 else None
+    return FeatureProfile(
+        kind="numeric",
+        count=len(array),
+        missing=missing,
+        mean=float(array.mean()),
+        std=std,
+        min=float(array.min()),
+        max=float(array.max()),
+        quantiles={f"p{round(q * 100)}": float(np.quantile(array, q)) for q in QUANTILES},
+        bin_edges=[float(edge) for edge in edges],
+        bin_counts=_bin_numbers(numbers, edges.tolist())[:-1],
+        distinct=int(numbers.nunique()),
+    )
+
+
+def _categorical_profile(values: pd.Series) -> FeatureProfile:
+    categories = as_categories(values).dropna()
+    counts = categories.value_counts()
+    top = counts.iloc[:TOP_CATEGORIES]
+    kept = {str(label): int(count) for label, count in top.items()}
+    kept[OTHER] = int(counts.iloc[TOP_CATEGORIES:].sum())
+    return FeatureProfile(
+        kind="categorical",
+        count=len(categories),
+        missing=len(values) - len(categories),
+        categories=kept,
+        distinct=len(counts),
+    )
+
+
+def _bin_numbers(numbers: pd.Series, edges: list[float]) -> list[int]:
+    """Counts per bin (right-closed, open outer bins), then the missing count last."""
+    present = numbers.dropna().to_numpy()
+    index = np.searchsorted(np.asarray(edges, dtype=float), present, side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1)
+    return [*(int(c) for c in counts), len(numbers) - len(present)]
+
+
+def _count_categories(categories: pd.Series, labels: list[str]) -> list[int]:
+    """Counts per profiled category (unseen ones go to OTHER), then the missing count last."""
+    known = set(labels) - {OTHER}
+    present = categories.dropna()
+    counts = present.where(present.isin(known), OTHER).value_counts()
+    return [*(int(counts.get(label, 0)) for label in labels), len(categories) - len(present)]
+
+
+def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    if expected.sum() == 0 or actual.sum() == 0:
+        return 0.0
+    e = np.maximum(expected / expected.sum(), PSI_EPSILON)
+    a = np.maximum(actual / actual.sum(), PSI_EPSILON)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _category_key(value: object) -> object:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return math.nan
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
