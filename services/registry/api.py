@@ -1,6 +1,7 @@
 """The registry's HTTP API: open reads, authenticated decisions."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI must evaluate the Depends() annotations
+# that refer to closures inside create_router.
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
