@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 import pandas as pd
 import yaml
 from pydantic import (
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -222,8 +221,6 @@ class DeploymentSpec(Frozen):
 class PipelineSpec(Frozen):
     """What to do with one pipeline's datasets: validate, train, gate, approve, deploy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
-
     name: PipelineName
     target: ColumnName
     task: Task
@@ -352,9 +349,19 @@ def estimator_class(path: str) -> type:
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string; a spec means the number."""
+    """YAML read as a person means it (YAML 1.2): ``1e-3`` is a number, ``yes`` and ``no`` text.
+
+    YAML 1.1 reads ``1e-3`` as a string and ``yes``, ``no``, ``on``, ``off`` as booleans, which
+    would turn a class label ``yes`` into True.
+    """
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _SpecLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),

@@ -80,7 +80,7 @@ def test_only_pending_versions_can_be_decided() -> None:
     group.apply(VersionRejected(at=T0, version=2, by="bob", comment="biased"))
     with pytest.raises(TransitionError, match="it is Approved"):
         group.check_decision(1, approve=False)
-    with pytest.raises(TransitionError, match="cannot approve .* it is Rejected"):
+    with pytest.raises(TransitionError, match=r"cannot approve .* it is Rejected"):
         group.check_decision(2, approve=True)
     with pytest.raises(LookupError):
         group.check_decision(9, approve=True)

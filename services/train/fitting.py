@@ -1,0 +1,186 @@
+"""Fitting: the preprocessing + estimator pipeline, and its hyper-parameter search."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from shared.pipeline_spec import (
+    FeatureSet,
+    ParamValue,
+    PipelineSpec,
+    estimator_class,
+    resolve_features,
+)
+from shared.profile import as_categories
+
+# scikit-learn scorer per metric; "neg_" scorers are turned back into the metric's own sign.
+SCORERS: Mapping[str, str] = MappingProxyType(
+    {
+        "accuracy": "accuracy",
+        "precision_macro": "precision_macro",
+        "recall_macro": "recall_macro",
+        "f1_macro": "f1_macro",
+        # One-vs-rest, which equals the plain binary ROC AUC when there are two classes.
+        "roc_auc": "roc_auc_ovr",
+        "log_loss": "neg_log_loss",
+        "rmse": "neg_root_mean_squared_error",
+        "mae": "neg_mean_absolute_error",
+        "r2": "r2",
+    }
+)
+ESTIMATOR_STEP = "estimator"
+MISSING_CATEGORY = "__missing__"
+# Estimators whose n_jobs does nothing and warns when set (deprecated in scikit-learn 1.8).
+_N_JOBS_IGNORED = frozenset({"sklearn.linear_model.LogisticRegression"})
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The refitted best pipeline and what the search measured on the way."""
+
+    pipeline: Pipeline
+    best_params: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    cv_metric: str
+    cv_score: float
+    cv_scores: list[float]
+    search_space: dict[str, list[Any]]
+    n_candidates: int
+    fit_seconds: float
+    features: FeatureSet
+
+
+def build_pipeline(spec: PipelineSpec, *, numeric: Sequence[str], categorical: Sequence[str]) -> Pipeline:
+    """Preprocessing for the named features, then the spec's estimator with its fixed params."""
+    if not numeric and not categorical:
+        raise ValueError("a model needs at least one feature")
+    prep = spec.preprocessing
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy=prep.numeric.imputer))]
+    if prep.numeric.scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    categorical_imputer = (
+        SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)
+        if prep.categorical.imputer == "constant"
+        else SimpleImputer(strategy="most_frequent")
+    )
+    categorical_steps = [
+        # One spelling per category: 1, 1.0 and "1" from CSV, Parquet or JSON are the same.
+        ("as_text", FunctionTransformer(as_categories_frame, feature_names_out="one-to-one")),
+        ("impute", categorical_imputer),
+        (
+            "one_hot",
+            OneHotEncoder(
+                handle_unknown="ignore",
+                max_categories=prep.categorical.max_categories,
+                sparse_output=False,
+            ),
+        ),
+    ]
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", Pipeline(numeric_steps), list(numeric)),
+            ("categorical", Pipeline(categorical_steps), list(categorical)),
+        ],
+        remainder="drop",
+    )
+    return Pipeline([("preprocess", preprocess), (ESTIMATOR_STEP, _estimator(spec))])
+
+
+def fit_with_search(
+    spec: PipelineSpec, train_frame: pd.DataFrame, *, features: FeatureSet | None = None
+) -> FitResult:
+    """Search the spec's space by seeded cross-validation, then refit the best on all of train.
+
+    ``features`` are those pinned by the dataset's profile; by default they are resolved from
+    ``train_frame`` as ``resolve_features`` does.
+    """
+    started = time.perf_counter()
+    if features is None:
+        features = resolve_features(spec, train_frame)
+    labelled = train_frame[train_frame[spec.target].notna()]
+    x, y = labelled[list(features.columns)], labelled[spec.target]
+    pipeline = build_pipeline(spec, numeric=features.numeric, categorical=features.categorical)
+    search_spec = spec.estimator.search
+    space = {f"{ESTIMATOR_STEP}__{k}": list(v) for k, v in search_spec.space.items()}
+    splitter = StratifiedKFold if spec.task == "classification" else KFold
+    common: dict[str, Any] = {
+        "scoring": SCORERS[spec.scoring],
+        "cv": splitter(n_splits=search_spec.folds, shuffle=True, random_state=spec.seed),
+        "refit": True,
+        "n_jobs": 1,
+        "error_score": "raise",
+    }
+    search: GridSearchCV | RandomizedSearchCV
+    if search_spec.kind == "grid":
+        search = GridSearchCV(pipeline, space, **common)
+    else:
+        # Sampling more than the grid holds would only repeat candidates (and warn).
+        n_iter = min(search_spec.n_iter, _grid_size(search_spec.space))
+        search = RandomizedSearchCV(pipeline, space, n_iter=n_iter, random_state=spec.seed, **common)
+    search.fit(x, y)
+    best = search.best_index_
+    sign = -1.0 if SCORERS[spec.scoring].startswith("neg_") else 1.0
+    folds = [sign * float(search.cv_results_[f"split{i}_test_score"][best]) for i in range(search_spec.folds)]
+    best_params = {k.removeprefix(f"{ESTIMATOR_STEP}__"): v for k, v in search.best_params_.items()}
+    return FitResult(
+        pipeline=search.best_estimator_,
+        best_params=best_params,
+        hyperparameters=_effective_params(search.best_estimator_, spec=spec),
+        cv_metric=spec.scoring,
+        cv_score=float(np.mean(folds)),
+        cv_scores=folds,
+        search_space={k: list(v) for k, v in search_spec.space.items()},
+        n_candidates=len(search.cv_results_["params"]),
+        fit_seconds=time.perf_counter() - started,
+        features=features,
+    )
+
+
+def as_categories_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every column as category strings (missing stays NaN); module-level so models pickle."""
+    return pd.DataFrame(frame).apply(as_categories)
+
+
+def _estimator(spec: PipelineSpec) -> Any:
+    cls = estimator_class(spec.estimator.path)
+    accepted = cls().get_params()
+    params: dict[str, ParamValue] = dict(spec.estimator.params)
+    if "random_state" in accepted:
+        params["random_state"] = spec.seed
+    # One job per fit: the service decides parallelism, not the estimator.
+    if "n_jobs" in accepted and spec.estimator.path not in _N_JOBS_IGNORED:
+        params["n_jobs"] = 1
+    return cls(**params)
+
+
+def _effective_params(pipeline: Pipeline, *, spec: PipelineSpec) -> dict[str, Any]:
+    """The estimator's fixed, searched and platform-set parameters (defaults left out)."""
+    defaults = estimator_class(spec.estimator.path)().get_params()
+    chosen = pipeline.named_steps[ESTIMATOR_STEP].get_params()
+    return {k: v for k, v in chosen.items() if not _same(v, defaults.get(k, object()))}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _grid_size(space: Mapping[str, Sequence[Any]]) -> int:
+    return math.prod(len(values) for values in space.values()) if space else 1

@@ -1,0 +1,93 @@
+"""The train/test split: deterministic, stratified, stable across dataset versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.ingest.split import split_dataset
+from shared.pipeline_spec import PipelineSpec
+
+
+def make_spec(**fields: Any) -> PipelineSpec:
+    base = {"name": "churn", "target": "y", "task": "classification"}
+    return PipelineSpec.from_mapping(base | fields)
+
+
+def frame(rows: int = 100, *, minority: int = 20, start: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(start)
+    return pd.DataFrame(
+        {
+            "id": range(start, start + rows),
+            "x": rng.normal(size=rows),
+            "y": ["a"] * (rows - minority) + ["b"] * minority,
+        }
+    )
+
+
+def test_same_input_and_seed_give_the_same_split() -> None:
+    spec = make_spec()
+    first, second = split_dataset(frame(), spec=spec), split_dataset(frame(), spec=spec)
+    pd.testing.assert_frame_equal(first[0], second[0])
+    pd.testing.assert_frame_equal(first[1], second[1])
+
+
+def test_row_order_does_not_matter() -> None:
+    spec = make_spec()
+    shuffled = frame().sample(frac=1, random_state=3)[["y", "x", "id"]]
+    _, test = split_dataset(frame(), spec=spec)
+    _, test_of_shuffled = split_dataset(shuffled, spec=spec)
+    assert set(test["id"]) == set(test_of_shuffled["id"])
+
+
+def test_another_seed_gives_another_split() -> None:
+    _, a = split_dataset(frame(), spec=make_spec(seed=1))
+    _, b = split_dataset(frame(), spec=make_spec(seed=2))
+    assert set(a["id"]) != set(b["id"])
+
+
+def test_stratification_keeps_class_ratios() -> None:
+    train, test = split_dataset(frame(100, minority=20), spec=make_spec())
+    assert len(test) == 20 and len(train) == 80
+    assert test["y"].value_counts().to_dict() == {"a": 16, "b": 4}
+    assert train["y"].value_counts().to_dict() == {"a": 64, "b": 16}
+    assert set(train["id"]).isdisjoint(test["id"])
+
+
+def test_test_fraction_and_rare_classes() -> None:
+    train, test = split_dataset(frame(100, minority=2), spec=make_spec(validation={"test_fraction": 0.3}))
+    # A class of two rows is still seen on both sides.
+    assert test["y"].value_counts().to_dict() == {"a": 29, "b": 1}
+    assert (train["y"] == "b").sum() == 1
+
+
+def test_rows_without_target_are_left_out() -> None:
+    data = frame(50, minority=10)
+    data.loc[[0, 1, 2], "y"] = None
+    train, test = split_dataset(data, spec=make_spec())
+    assert len(train) + len(test) == 47
+    assert train["y"].notna().all() and test["y"].notna().all()
+
+
+def test_regression_split() -> None:
+    data = frame(50).assign(y=lambda f: f["x"] * 2.0)
+    train, test = split_dataset(data, spec=make_spec(task="regression"))
+    assert (len(train), len(test)) == (40, 10)
+
+
+def test_rows_carried_into_the_next_version_mostly_keep_their_side() -> None:
+    spec = make_spec()
+    version_1 = frame(200, minority=40)
+    version_2 = pd.concat([version_1, frame(50, minority=10, start=1000)], ignore_index=True)
+    _, test_1 = split_dataset(version_1, spec=spec)
+    train_2, _ = split_dataset(version_2, spec=spec)
+    leaked = set(test_1["id"]) & set(train_2["id"])
+    assert len(leaked) <= 0.1 * len(test_1)
+
+
+def test_too_few_rows() -> None:
+    with pytest.raises(ValueError, match="cannot be split"):
+        split_dataset(frame(1, minority=0), spec=make_spec())

@@ -1,0 +1,572 @@
+"""docker-compose.yml, the Dockerfile and .dockerignore agree with the code they start.
+
+No Docker engine is needed: the files are parsed and compared with the settings model and the
+service packages. Only the last test calls `docker compose config`, and only where it exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import importlib.util
+import inspect
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+
+SERVICES = ("ingest", "train", "evaluate", "registry", "deploy")
+ENV_PREFIX = "CONVEYOR_"
+OTLP_GRPC_PORT, OTLP_HTTP_PORT = 4317, 4318
+MINIO_API_PORT = 9000
+SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;"}
+_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+# --- reading the files ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    assert COMPOSE_FILE.is_file(), f"{COMPOSE_FILE} is missing"
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(document, dict), "docker-compose.yml is not a mapping"
+    assert isinstance(document.get("services"), dict), "docker-compose.yml has no services"
+    return document
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    assert DOCKERFILE.is_file(), f"{DOCKERFILE} is missing"
+    return _final_stage(_instructions(DOCKERFILE.read_text()))
+
+
+def _service(compose: dict[str, Any], name: str) -> dict[str, Any]:
+    service = compose["services"].get(name)
+    assert isinstance(service, dict), f"docker-compose.yml has no service {name!r}"
+    return service
+
+
+def _by_image(compose: dict[str, Any], image: str) -> str:
+    """Name of the one service whose image is `image` (any tag)."""
+    names = [
+        name
+        for name, service in compose["services"].items()
+        if str(service.get("image", "")).split(":")[0].removeprefix("docker.io/") == image
+    ]
+    assert len(names) == 1, f"expected exactly one service with image {image}, found {names}"
+    return names[0]
+
+
+def _interpolate(value: Any) -> str:
+    """The value compose would use with no variable set: `${X:-default}` becomes `default`."""
+    return _INTERPOLATION.sub(lambda m: "$" if m.group(0) == "$$" else m.group(2) or "", str(value))
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str | None]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        pairs = [item.split("=", 1) for item in env]
+        return {pair[0]: pair[1] if len(pair) == 2 else None for pair in pairs}
+    return {key: None if value is None else str(value) for key, value in env.items()}
+
+
+def _words(value: str | list[Any] | None) -> list[str]:
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(item) for item in value]
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """Each dependency with its condition (the short list form means service_started)."""
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _ports(service: dict[str, Any]) -> dict[int, int | None]:
+    """Container port -> published host port (None when only exposed to the other containers)."""
+    ports: dict[int, int | None] = {int(str(port).split("/")[0]): None for port in service.get("expose", [])}
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            published = entry.get("published")
+            ports[int(entry["target"])] = int(published) if published is not None else None
+            continue
+        parts = _interpolate(entry).split("/")[0].split(":")
+        ports[int(parts[-1])] = int(parts[-2]) if len(parts) >= 2 else None
+    return ports
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.strip().rpartition(":")
+    assert host and port.isdigit(), f"{address!r} is not host:port"
+    return host, int(port)
+
+
+def _listener_map(value: str) -> dict[str, str]:
+    """`NAME://host:port,...` or `NAME:PROTOCOL,...` as {NAME: rest}."""
+    pairs = (item.strip().split(":", 1) for item in value.split(",") if item.strip())
+    return {name: rest.removeprefix("//") for name, rest in pairs}
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """Dockerfile instructions as (KEYWORD, arguments), continuation lines joined."""
+    instructions, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
+
+
+def _final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    starts = [index for index, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
+    assert starts, "the Dockerfile has no FROM"
+    return instructions[starts[-1] :]
+
+
+def _env_instructions(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, arguments in stage:
+        if keyword != "ENV":
+            continue
+        words = shlex.split(arguments)
+        if words and "=" not in words[0]:  # legacy form: ENV KEY value with spaces
+            env[words[0]] = " ".join(words[1:])
+            continue
+        for word in words:
+            key, equals, value = word.partition("=")
+            if equals:
+                env[key] = value
+    return env
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _settings_classes(service_name: str) -> list[type[BaseSettings]]:
+    """Settings, then every settings class of `services.<name>.settings` if that module exists."""
+    classes: list[type[BaseSettings]] = [Settings]
+    module_name = f"services.{service_name}.settings"
+    if importlib.util.find_spec(module_name) is not None:
+        module = importlib.import_module(module_name)
+        classes += [
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj) and issubclass(obj, BaseSettings) and obj not in (BaseSettings, *classes)
+        ]
+    return classes
+
+
+def _settings_env_names(service_name: str) -> tuple[set[str], list[str]]:
+    """Variables the settings model reads, with the classes consulted."""
+    classes = _settings_classes(service_name)
+    names: set[str] = set()
+    for cls in classes:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for field_name, field in cls.model_fields.items():
+            names.add(f"{prefix}{field_name}".upper())
+            names.update(
+                alias.upper() for alias in (field.alias, field.validation_alias) if isinstance(alias, str)
+            )
+    return names, [f"{cls.__module__}.{cls.__qualname__}" for cls in classes]
+
+
+def _setting(compose: dict[str, Any], service_name: str, field_name: str) -> str | None:
+    """A setting's value in that container: its variable in the file, else the field's default."""
+    raw = _environment(_service(compose, service_name)).get(f"{ENV_PREFIX}{field_name.upper()}")
+    if raw is not None:
+        return _interpolate(raw)
+    for cls in reversed(_settings_classes(service_name)):
+        if field_name in cls.model_fields:
+            default = cls.model_fields[field_name].default
+            return None if default is None else str(default)
+    return None
+
+
+def _shell_words(text: str) -> list[str]:
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
+def _mc_invocations(service: dict[str, Any]) -> list[list[str]]:
+    """Every `mc ...` command line the bucket-init container runs (mc is its default entrypoint)."""
+    entrypoint = _words(service.get("entrypoint")) or ["mc"]
+    words = _shell_words(_interpolate(" ".join(entrypoint + _words(service.get("command")))))
+    invocations: list[list[str]] = []
+    current: list[str] | None = None
+    for word in words:
+        if word in SHELL_OPERATORS:
+            current = None
+        elif current is not None:
+            current.append(word)
+        elif word == "mc" or word.endswith("/mc"):
+            current = []
+            invocations.append(current)
+    return invocations
+
+
+# --- 1. commands and entry points -----------------------------------------------------------------
+
+
+def test_the_conveyor_services_are_the_ones_built_from_the_dockerfile(compose: dict[str, Any]) -> None:
+    built = {name for name, service in compose["services"].items() if "build" in service}
+    assert built == set(SERVICES), (
+        f"services built from this repository: {sorted(built)}; expected exactly {sorted(SERVICES)}"
+    )
+    for name in SERVICES:
+        build = _service(compose, name)["build"]
+        spec = {"context": build} if isinstance(build, str) else build
+        context, dockerfile = spec.get("context", "."), spec.get("dockerfile", "Dockerfile")
+        assert (REPO / context).resolve() == REPO, f"{name}: build context {context!r} is not the repo"
+        assert (REPO / context / dockerfile).resolve() == DOCKERFILE, f"{name}: builds {dockerfile!r}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_command_runs_a_real_entry_point(compose: dict[str, Any], name: str) -> None:
+    command = _words(_service(compose, name).get("command"))
+    assert command == ["python", "-m", f"services.{name}"], (
+        f"{name}: command is {command}, expected `python -m services.{name}`"
+    )
+    module = f"{command[2]}.__main__"
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        spec = None
+    origin = Path(spec.origin) if spec is not None and spec.origin else None
+    assert origin is not None and origin.is_file(), (
+        f"{name}: `python -m services.{name}` has no entry point: {module} not found "
+        f"(services/{name}/__main__.py is missing)"
+    )
+
+
+# --- 2. environment = real settings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_environment_names_only_real_settings(compose: dict[str, Any], name: str) -> None:
+    known, classes = _settings_env_names(name)
+    env = _environment(_service(compose, name))
+    unknown = sorted(key for key in env if key.startswith(ENV_PREFIX) and key.upper() not in known)
+    assert not unknown, (
+        f"{name}: {unknown} set in docker-compose.yml but read by no settings field "
+        f"(consulted {classes}); the service would silently ignore them"
+    )
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_reaches_the_infrastructure_by_service_name(compose: dict[str, Any], name: str) -> None:
+    env = _environment(_service(compose, name))
+    kafka, minio = _service(compose, "kafka"), _service(compose, _by_image(compose, "minio/minio"))
+    advertised = set(_listener_map(_environment(kafka).get("KAFKA_ADVERTISED_LISTENERS") or "").values())
+    bootstrap = (env.get("CONVEYOR_KAFKA_BOOTSTRAP_SERVERS") or "").split(",")
+    for address in bootstrap:
+        assert address.strip() in advertised, (
+            f"{name}: CONVEYOR_KAFKA_BOOTSTRAP_SERVERS={address!r} is not one of kafka's "
+            f"advertised listeners {sorted(advertised)}"
+        )
+    endpoint = _host_port(env.get("CONVEYOR_MINIO_ENDPOINT") or "")
+    minio_name = _by_image(compose, "minio/minio")
+    assert endpoint == (minio_name, MINIO_API_PORT), (
+        f"{name}: CONVEYOR_MINIO_ENDPOINT is {endpoint}, expected {minio_name}:{MINIO_API_PORT}"
+    )
+    minio_env = _environment(minio)
+    for setting, root in [
+        ("CONVEYOR_MINIO_ACCESS_KEY", "MINIO_ROOT_USER"),
+        ("CONVEYOR_MINIO_SECRET_KEY", "MINIO_ROOT_PASSWORD"),
+    ]:
+        assert env.get(setting) is not None and env.get(setting) == minio_env.get(root), (
+            f"{name}: {setting}={env.get(setting)!r} differs from MinIO's {root}={minio_env.get(root)!r}"
+        )
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_published_port_is_where_the_service_listens(compose: dict[str, Any], name: str) -> None:
+    published = _ports(_service(compose, name))
+    if not published:
+        return
+    host, port = _setting(compose, name, f"{name}_host"), _setting(compose, name, f"{name}_port")
+    if host is None or port is None:
+        pytest.skip(
+            f"{name} publishes port(s) {sorted(published)} but its settings have no "
+            f"{name}_host/{name}_port: where it listens cannot be checked"
+        )
+    assert host in {"0.0.0.0", "::"}, (
+        f"{name} listens on {host} inside its container: the published port cannot reach it "
+        f"(set {ENV_PREFIX}{name.upper()}_HOST: 0.0.0.0)"
+    )
+    assert port.isdigit() and int(port) in published, f"{name} listens on {port}, publishes {published}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_urls_point_at_the_conveyor_services(compose: dict[str, Any], name: str) -> None:
+    for key, value in _environment(_service(compose, name)).items():
+        target = key.removeprefix(ENV_PREFIX).removesuffix("_URL").lower()
+        if not (key.startswith(ENV_PREFIX) and key.endswith("_URL") and target in SERVICES):
+            continue
+        url, port = urlsplit(_interpolate(value)), _setting(compose, target, f"{target}_port")
+        assert (url.hostname, str(url.port)) == (target, port), (
+            f"{name}: {key}={value!r}, but {target} listens on {target}:{port}"
+        )
+
+
+# --- 3. Kafka, MinIO, buckets, start-up order -----------------------------------------------------
+
+
+def test_kafka_is_the_apache_image_in_kraft_mode(compose: dict[str, Any]) -> None:
+    kafka = _service(compose, "kafka")
+    image, _, tag = str(kafka.get("image", "")).partition(":")
+    assert image == "apache/kafka" and tag and tag != "latest", f"kafka image is {kafka.get('image')!r}"
+    env = _environment(kafka)
+    roles = {role.strip() for role in (env.get("KAFKA_PROCESS_ROLES") or "").split(",")}
+    assert roles == {"broker", "controller"}, f"KAFKA_PROCESS_ROLES is {sorted(roles)}, not broker+controller"
+    assert "KAFKA_ZOOKEEPER_CONNECT" not in env, "kafka is configured for ZooKeeper, not KRaft"
+    zookeepers = [n for n, s in compose["services"].items() if "zookeeper" in str(s.get("image", "")).lower()]
+    assert not zookeepers, f"KRaft needs no ZooKeeper, yet the file runs {zookeepers}"
+    quorum = env.get("KAFKA_CONTROLLER_QUORUM_VOTERS") or env.get("KAFKA_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS")
+    assert quorum, "KRaft needs KAFKA_CONTROLLER_QUORUM_VOTERS (or ..._BOOTSTRAP_SERVERS)"
+    cluster_id = env.get("CLUSTER_ID") or ""
+    try:
+        raw = base64.urlsafe_b64decode(cluster_id + "==")
+    except (binascii.Error, ValueError):
+        raw = b""
+    assert len(cluster_id) == 22 and len(raw) == 16, (
+        f"CLUSTER_ID {cluster_id!r} is not a KRaft cluster id (16 bytes, URL-safe base64, 22 chars)"
+    )
+
+
+def test_kafka_listeners_serve_containers_and_host(compose: dict[str, Any]) -> None:
+    kafka = _service(compose, "kafka")
+    env = {key: value or "" for key, value in _environment(kafka).items()}
+    # A listener may leave its host empty (`NAME://:9092`: every interface); only its port matters.
+    listeners = {
+        name: int(address.rpartition(":")[2])
+        for name, address in _listener_map(env["KAFKA_LISTENERS"]).items()
+    }
+    advertised = {
+        name: _host_port(addr) for name, addr in _listener_map(env["KAFKA_ADVERTISED_LISTENERS"]).items()
+    }
+    protocols = _listener_map(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"])
+    controller = env.get("KAFKA_CONTROLLER_LISTENER_NAMES", "")
+    assert controller in listeners and controller not in advertised, f"controller listener {controller!r}"
+    assert set(advertised) <= set(listeners), (
+        f"advertised {sorted(advertised)} not all in {sorted(listeners)}"
+    )
+    assert all(protocols.get(name) == "PLAINTEXT" for name in listeners), f"protocol map {protocols}"
+    internal = [name for name, (host, _) in advertised.items() if host == "kafka"]
+    external = [name for name, (host, _) in advertised.items() if host in {"localhost", "127.0.0.1"}]
+    assert len(internal) == 1 and len(external) == 1, (
+        f"advertised listeners {advertised}: need one for the other containers (kafka:...) "
+        "and one for the host (localhost:...)"
+    )
+    assert env.get("KAFKA_INTER_BROKER_LISTENER_NAME") == internal[0]
+    published = _ports(kafka).get(listeners[external[0]])
+    assert published == advertised[external[0]][1], (
+        f"the host listener {external[0]} advertises localhost:{advertised[external[0]][1]} but its "
+        f"container port {listeners[external[0]]} is published on {published}"
+    )
+
+
+def test_kafka_accepts_the_largest_event_and_suits_one_node(compose: dict[str, Any]) -> None:
+    env = {key: value or "" for key, value in _environment(_service(compose, "kafka")).items()}
+    largest = Settings.model_fields["kafka_max_message_bytes"].default
+    for key in ("KAFKA_MESSAGE_MAX_BYTES", "KAFKA_REPLICA_FETCH_MAX_BYTES"):
+        assert env.get(key, "").isdigit() and int(env[key]) >= largest, (
+            f"{key}={env.get(key)!r} is below Settings.kafka_max_message_bytes={largest}"
+        )
+    assert env.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "").lower() == "true", "auto-create topics is off"
+    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+        assert key in env, f"{key} missing: the default of 3 cannot be met by one broker"
+    single_node = [key for key in env if key.endswith(("_REPLICATION_FACTOR", "_MIN_ISR"))]
+    wrong = {key: env[key] for key in single_node if env[key] != "1"}
+    assert not wrong, f"one broker: these must be 1: {wrong}"
+
+
+@pytest.mark.parametrize("image", ["apache/kafka", "minio/minio"])
+def test_infrastructure_has_a_healthcheck(compose: dict[str, Any], image: str) -> None:
+    name = "kafka" if image == "apache/kafka" else _by_image(compose, image)
+    check = _service(compose, name).get("healthcheck") or {}
+    test = _words(check.get("test"))
+    assert test and test[0] != "NONE" and not check.get("disable"), f"{name} has no healthcheck"
+    if image == "minio/minio":
+        assert not {"curl", "wget"} & set(" ".join(test).split()), "the MinIO image has no curl or wget"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_waits_for_healthy_infrastructure_and_buckets(compose: dict[str, Any], name: str) -> None:
+    expected = {
+        "kafka": "service_healthy",
+        _by_image(compose, "minio/minio"): "service_healthy",
+        _by_image(compose, "minio/mc"): "service_completed_successfully",
+    }
+    deps = _depends_on(_service(compose, name))
+    wrong = {dep: deps.get(dep) for dep, condition in expected.items() if deps.get(dep) != condition}
+    assert not wrong, f"{name}: depends_on {wrong}, expected {expected}"
+
+
+def test_bucket_init_creates_exactly_the_settings_buckets(compose: dict[str, Any]) -> None:
+    name = _by_image(compose, "minio/mc")
+    service = _service(compose, name)
+    minio_name = _by_image(compose, "minio/minio")
+    assert _depends_on(service).get(minio_name) == "service_healthy", f"{name} must wait for MinIO"
+    invocations = _mc_invocations(service)
+    aliases = {args[2]: urlsplit(args[3]) for args in invocations if args[:2] == ["alias", "set"]}
+    created: list[str] = []
+    for args in (args[1:] for args in invocations if args[:1] == ["mb"]):
+        assert "--ignore-existing" in args or "-p" in args, f"{name}: `mc mb {args}` fails on restart"
+        for target in (arg for arg in args if not arg.startswith("-")):
+            alias, _, bucket = target.partition("/")
+            url = aliases.get(alias)
+            assert url is not None and (url.hostname, url.port) == (minio_name, MINIO_API_PORT), (
+                f"{name}: alias {alias!r} does not point at {minio_name}:{MINIO_API_PORT}"
+            )
+            created.append(bucket.strip("/"))
+    settings_buckets = [Settings.model_fields[f].default for f in ("landing_bucket", "artifacts_bucket")]
+    assert sorted(created) == sorted(settings_buckets), (
+        f"{name} creates {sorted(created)}; the settings name {sorted(settings_buckets)}"
+    )
+
+
+# --- 4. traces ------------------------------------------------------------------------------------
+
+
+def test_jaeger_receives_otlp_from_every_service(compose: dict[str, Any]) -> None:
+    jaeger_names = [n for n, s in compose["services"].items() if "jaeger" in str(s.get("image", ""))]
+    assert len(jaeger_names) == 1, f"expected one Jaeger service, found {jaeger_names}"
+    jaeger = _service(compose, jaeger_names[0])
+    assert not str(jaeger["image"]).endswith(":latest") and ":" in str(jaeger["image"]), "pin Jaeger"
+    assert (_environment(jaeger).get("COLLECTOR_OTLP_ENABLED") or "true").lower() == "true"
+    ports = _ports(jaeger)
+    assert {OTLP_GRPC_PORT, OTLP_HTTP_PORT} <= set(ports), f"Jaeger ports {sorted(ports)} lack OTLP"
+    for name in SERVICES:
+        endpoint = _environment(_service(compose, name)).get("CONVEYOR_OTLP_ENDPOINT") or ""
+        url = urlsplit(endpoint)
+        # The project exports with opentelemetry-exporter-otlp-proto-http: OTLP over HTTP.
+        assert (url.scheme, url.hostname, url.port) == ("http", jaeger_names[0], OTLP_HTTP_PORT), (
+            f"{name}: CONVEYOR_OTLP_ENDPOINT={endpoint!r}, expected http://{jaeger_names[0]}:{OTLP_HTTP_PORT}"
+        )
+
+
+# --- 5. the image ---------------------------------------------------------------------------------
+
+
+def test_dockerfile_base_and_start_command(dockerfile: list[tuple[str, str]]) -> None:
+    base = dockerfile[0][1].split()[0]
+    assert base.split("@")[0] == "python:3.11-slim", f"the image starts FROM {base}"
+    entrypoints = [args for keyword, args in dockerfile if keyword == "ENTRYPOINT"]
+    assert not entrypoints, (
+        f"ENTRYPOINT {entrypoints} would be prepended to each compose command (python -m ...)"
+    )
+    for args in (args for keyword, args in dockerfile if keyword == "CMD"):
+        try:
+            command = json.loads(args)
+        except json.JSONDecodeError:
+            command = None
+        assert isinstance(command, list) and command[:1] == ["python"], f"CMD {args} is not exec-form python"
+
+
+def test_dockerfile_installs_the_project_without_dev_extras(dockerfile: list[tuple[str, str]]) -> None:
+    runs = [args for keyword, args in dockerfile if keyword == "RUN"]
+    assert not any("[dev]" in run or "--editable" in run or " -e " in run for run in runs), (
+        "the image installs dev extras or an editable copy"
+    )
+    installs = [run for run in runs if re.search(r"pip install\b[^&;|]*\s\.(\s|$|&|;)", run)]
+    assert installs, f"no RUN does `pip install .`: {runs}"
+    assert any("--no-deps" not in run for run in installs), "no `pip install .` installs the dependencies"
+    project = _pyproject()["project"]["name"]
+    assert not re.search(rf"pip uninstall\b.*\b{re.escape(project)}\b", installs[-1]), (
+        f"the last `pip install .` uninstalls {project} again: the image would not contain the project"
+    )
+    user = "root"
+    for keyword, args in dockerfile:
+        user = args.split(":")[0] if keyword == "USER" else user
+        assert not (keyword == "RUN" and "pip install" in args and user not in {"root", "0"}), (
+            f"`{args}` runs as USER {user}: it cannot write to the system site-packages"
+        )
+
+
+def test_dockerfile_copies_every_package_and_runs_as_non_root(dockerfile: list[tuple[str, str]]) -> None:
+    copied: set[str] = set()
+    for keyword, args in dockerfile:
+        if keyword in {"COPY", "ADD"}:
+            words = json.loads(args) if args.startswith("[") else shlex.split(args)
+            sources = [word for word in words if not word.startswith("--")][:-1]  # the last is the target
+            copied.update(source.removeprefix("./").rstrip("/") or "." for source in sources)
+    find = _pyproject()["tool"]["setuptools"]["packages"]["find"]
+    packages = sorted({pattern.rstrip("*").rstrip(".") for pattern in find.get("include", [])})
+    missing = [name for name in ["pyproject.toml", *packages] if name not in copied and "." not in copied]
+    assert not missing, f"the Dockerfile never copies {missing} into the image"
+    users = [args.split(":")[0] for keyword, args in dockerfile if keyword == "USER"]
+    assert users and users[-1] not in {"root", "0"}, f"the services would run as root (USER {users})"
+
+
+def test_dockerfile_turns_bentoml_tracking_off(dockerfile: list[tuple[str, str]]) -> None:
+    value = _env_instructions(dockerfile).get("BENTOML_DO_NOT_TRACK")
+    assert value is not None and value.lower() in {"true", "1"}, (
+        f"BENTOML_DO_NOT_TRACK is {value!r}: BentoML would send usage data from every container"
+    )
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    assert DOCKERIGNORE.is_file(), f"{DOCKERIGNORE} is missing"
+    patterns = {line.strip().strip("/") for line in DOCKERIGNORE.read_text().splitlines() if line.strip()}
+    missing = {".venv", ".git", "tests"} - patterns
+    assert not missing, f".dockerignore does not exclude {sorted(missing)}"
+    assert patterns & {"**/__pycache__", "__pycache__"}, ".dockerignore does not exclude __pycache__"
+    needed = {"pyproject.toml", "shared", "services", "infra", "*", "**"}
+    assert not patterns & needed, f".dockerignore excludes what the image needs: {patterns & needed}"
+
+
+# --- 6. the real parser ---------------------------------------------------------------------------
+
+
+def _compose(*args: str) -> subprocess.CompletedProcess[str]:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker is not on PATH: `docker compose config` not run")
+    return subprocess.run(
+        [docker, "compose", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_docker_compose_config_accepts_the_file(compose: dict[str, Any]) -> None:
+    if _compose("version").returncode != 0:
+        pytest.skip("docker is on PATH but has no compose plugin: `docker compose config` not run")
+    result = _compose("-f", str(COMPOSE_FILE), "config", "-q")
+    if result.returncode != 0 and "Cannot connect to the Docker daemon" in result.stderr:
+        pytest.skip("this docker compose needs an engine even for `config`")
+    assert result.returncode == 0, f"docker compose config rejected the file:\n{result.stderr}"
+    # compose's own reading of the anchors and merge keys must match the one checked above.
+    resolved = json.loads(_compose("-f", str(COMPOSE_FILE), "config", "--format", "json").stdout)
+    for name in SERVICES:
+        ours, theirs = _service(compose, name), resolved["services"][name]
+        assert theirs["command"] == _words(ours["command"]), f"{name}: compose reads another command"
+        conditions = {dep: spec["condition"] for dep, spec in theirs["depends_on"].items()}
+        assert conditions == _depends_on(ours), f"{name}: compose reads other depends_on {conditions}"
+        assert set(theirs["environment"]) == set(_environment(ours)), f"{name}: environment differs"
