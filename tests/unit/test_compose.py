@@ -102,16 +102,24 @@ def _depends_on(service: dict[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 
+def _port_range(text: Any) -> list[int]:
+    first, _, last = str(text).split("/")[0].partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
 def _ports(service: dict[str, Any]) -> dict[int, int | None]:
     """Container port -> published host port (None when only exposed to the other containers)."""
-    ports: dict[int, int | None] = {int(str(port).split("/")[0]): None for port in service.get("expose", [])}
+    ports: dict[int, int | None] = dict.fromkeys(
+        (port for entry in service.get("expose", []) for port in _port_range(entry)), None
+    )
     for entry in service.get("ports", []):
         if isinstance(entry, dict):
-            published = entry.get("published")
-            ports[int(entry["target"])] = int(published) if published is not None else None
-            continue
-        parts = _interpolate(entry).split("/")[0].split(":")
-        ports[int(parts[-1])] = int(parts[-2]) if len(parts) >= 2 else None
+            targets, published = _port_range(entry["target"]), entry.get("published")
+        else:
+            parts = _interpolate(entry).split("/")[0].split(":")
+            targets, published = _port_range(parts[-1]), parts[-2] if len(parts) >= 2 else None
+        hosts = _port_range(published) if published not in (None, "") else [None] * len(targets)
+        ports.update(zip(targets, hosts, strict=False))
     return ports
 
 
@@ -207,6 +215,25 @@ def _setting(compose: dict[str, Any], service_name: str, field_name: str) -> str
             default = cls.model_fields[field_name].default
             return None if default is None else str(default)
     return None
+
+
+def _listeners(compose: dict[str, Any], service_name: str) -> dict[str, tuple[str | None, range]]:
+    """Where the settings make that container listen: `<x>_host` with `<x>_port`, or with a range
+    given by `<x>_port_base` and `<x>_port_count`."""
+    fields = {field for cls in _settings_classes(service_name) for field in cls.model_fields}
+
+    def number(field: str) -> int:
+        return int(_setting(compose, service_name, field) or 0)
+
+    listeners: dict[str, tuple[str | None, range]] = {}
+    for prefix in (field.removesuffix("_host") for field in fields if field.endswith("_host")):
+        host = _setting(compose, service_name, f"{prefix}_host")
+        if f"{prefix}_port" in fields:
+            listeners[prefix] = (host, range(number(f"{prefix}_port"), number(f"{prefix}_port") + 1))
+        elif {f"{prefix}_port_base", f"{prefix}_port_count"} <= fields:
+            base = number(f"{prefix}_port_base")
+            listeners[prefix] = (host, range(base, base + number(f"{prefix}_port_count")))
+    return listeners
 
 
 def _shell_words(text: str) -> list[str]:
@@ -307,21 +334,22 @@ def test_service_reaches_the_infrastructure_by_service_name(compose: dict[str, A
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_published_port_is_where_the_service_listens(compose: dict[str, Any], name: str) -> None:
-    published = _ports(_service(compose, name))
-    if not published:
-        return
-    host, port = _setting(compose, name, f"{name}_host"), _setting(compose, name, f"{name}_port")
-    if host is None or port is None:
-        pytest.skip(
-            f"{name} publishes port(s) {sorted(published)} but its settings have no "
-            f"{name}_host/{name}_port: where it listens cannot be checked"
+def test_published_ports_are_where_the_service_listens(compose: dict[str, Any], name: str) -> None:
+    published = set(_ports(_service(compose, name)))
+    listeners = _listeners(compose, name)
+    for port in sorted(published):
+        assert any(port in ports for _, ports in listeners.values()), (
+            f"{name} publishes port {port}, but no <x>_host/<x>_port setting makes it listen there"
         )
-    assert host in {"0.0.0.0", "::"}, (
-        f"{name} listens on {host} inside its container: the published port cannot reach it "
-        f"(set {ENV_PREFIX}{name.upper()}_HOST: 0.0.0.0)"
-    )
-    assert port.isdigit() and int(port) in published, f"{name} listens on {port}, publishes {published}"
+    for prefix, (host, ports) in listeners.items():
+        if not published & set(ports):
+            continue
+        assert host in {"0.0.0.0", "::"}, (
+            f"{name}: {prefix} listens on {host} inside its container, out of reach of its published "
+            f"port(s) (set {ENV_PREFIX}{prefix.upper()}_HOST: 0.0.0.0)"
+        )
+        unpublished = sorted(set(ports) - published)
+        assert not unpublished, f"{name}: {prefix} listens on {unpublished} too, which are not published"
 
 
 @pytest.mark.parametrize("name", SERVICES)
