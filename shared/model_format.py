@@ -23,6 +23,8 @@ TRUSTED_TYPES = frozenset(
         "sklearn.neighbors._kd_tree.KDTree",
         "sklearn.neighbors._ball_tree.BallTree",
         "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        # Our own preprocessing step (one category for 1, 1.0 and "1"), importable wherever Conveyor is.
+        "services.train.fitting.as_categories_frame",
     }
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
+from shared.logs import configure_logging
 from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics, subscribe
 from shared.messaging.consumer import E, Handler
 from shared.settings import Settings
@@ -79,3 +81,9 @@ def create_service_app(
         on_shutdown=[context.telemetry.shutdown],
     )
     return app
+
+
+def run_app(name: str, create_app: Callable[[], FastStream]) -> None:
+    """Run a service until SIGINT or SIGTERM, logging JSON lines."""
+    configure_logging(name)
+    asyncio.run(create_app().run())

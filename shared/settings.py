@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         '{"conveyor-local-approver": {"user": "local-approver", "role": "approver"}}'
     )
 
+    # Recorded in every model's lineage: the image the training service runs in, when it is one.
+    training_image: str | None = None
+
     # Telemetry
     otlp_endpoint: str | None = None
 

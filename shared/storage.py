@@ -129,7 +129,12 @@ class ArtifactStore:
 
     def get_verified(self, location: ObjectLocation, *, expected_sha256: str | None = None) -> bytes:
         """The bytes at ``location``, verified against ``expected_sha256`` or the digest stored with it."""
-        expected = expected_sha256 or self._recorded_digest(location)
+        expected = expected_sha256
+        if expected is None:
+            headers = self._stat_headers(location)
+            if headers is None:
+                raise ObjectNotFoundError(f"no object at {location.uri}")
+            expected = headers.get(_DIGEST_HEADER)
         if expected is None:
             raise IntegrityError(f"{location.uri} has no recorded digest; refusing to trust it")
         data = self.read(location)

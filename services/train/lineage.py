@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import re
 import socket
@@ -14,7 +13,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-TRAINING_IMAGE_VARIABLE = "CONVEYOR_TRAINING_IMAGE"
 _DISTRIBUTION = "conveyor"
 _LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "pydantic")
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +47,6 @@ def environment_record() -> dict[str, Any]:
         "host": socket.gethostname(),
         "libraries": {name: _version_of(name) for name in _LIBRARIES},
         "packages": installed_packages(),
-        "training_image": os.environ.get(TRAINING_IMAGE_VARIABLE) or None,
         "git_commit": git_commit(),
         "git_dirty": _git_dirty(),
         "conveyor_version": package_version(),

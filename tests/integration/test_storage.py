@@ -92,3 +92,8 @@ def test_ensure_buckets_creates_them_once(minio: Minio) -> None:
         for name in names:
             if minio.bucket_exists(name):
                 minio.remove_bucket(name)
+
+
+def test_a_missing_object_is_reported_missing_not_untrusted(store: ArtifactStore, bucket: str) -> None:
+    with pytest.raises(ObjectNotFoundError):
+        store.get_verified(ObjectLocation(bucket, "churn/never-written.json"))

@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
-import pytest
-
 from services.train.lineage import (
-    TRAINING_IMAGE_VARIABLE,
     code_version,
     derive_run_id,
     environment_record,
@@ -48,10 +45,8 @@ def test_code_version_is_the_package_version_plus_commit() -> None:
         assert version == f"{package_version()}+g{commit[:12]}"
 
 
-def test_environment_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(TRAINING_IMAGE_VARIABLE, raising=False)
+def test_environment_record() -> None:
     record = environment_record()
-    assert record["training_image"] is None
     assert record["libraries"]["scikit-learn"] == metadata.version("scikit-learn")
     assert record["libraries"]["numpy"] == metadata.version("numpy")
     assert record["libraries"]["pandas"] == metadata.version("pandas")
@@ -63,8 +58,3 @@ def test_environment_record(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all("==" in p for p in packages)
     assert record["conveyor_version"] == package_version()
     assert record["code_version"] == code_version()
-
-
-def test_training_image_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(TRAINING_IMAGE_VARIABLE, "registry.local/conveyor-train:1.2")
-    assert environment_record()["training_image"] == "registry.local/conveyor-train:1.2"

@@ -1,0 +1,29 @@
+"""The evaluate process: scores candidates on held-out data and applies the quality gates."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from services.evaluate.evaluation import EvaluatePorts
+from services.evaluate.handlers import register_handlers
+from shared import topics
+from shared.clients.registry import RegistryClient
+from shared.service import ServiceContext, build_context, create_service_app
+from shared.settings import Settings
+from shared.spec_store import SpecStore
+
+NAME = "evaluate"
+TOPICS = (topics.MODEL_TRAINED, topics.MODEL_EVALUATED)
+
+
+def create_app(settings: Settings | None = None, *, context: ServiceContext | None = None) -> FastStream:
+    """The evaluate service, wired to Kafka, MinIO and the registry."""
+    settings = settings or Settings()
+    context = context or build_context(NAME, settings)
+    ports = EvaluatePorts(
+        store=context.store,
+        specs=SpecStore(context.store, bucket=settings.artifacts_bucket),
+        bucket=settings.artifacts_bucket,
+        champion_of=RegistryClient(settings.registry_base_url).champion,
+    )
+    return create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))

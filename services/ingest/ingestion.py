@@ -1,0 +1,174 @@
+"""Ingest one arrived dataset: locate, version, validate, profile, split and store it.
+
+Plain work over the artifact-store port; it knows nothing about Kafka. The same bytes under
+the same spec always give the same outcome, and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from services.ingest.datasets import DatasetIndex, Outcome
+from services.ingest.report import render_validation_report
+from services.ingest.split import split_dataset
+from services.ingest.validation import (
+    DatasetReadError,
+    errors_in,
+    read_dataset,
+    unreadable,
+    validate_dataset,
+    warnings_in,
+)
+from shared.events import ArtifactRef, RuleResult
+from shared.pipeline_spec import PipelineSpec, resolve_features
+from shared.profile import DataProfile, profile_frame
+from shared.spec_store import SpecStore, UnknownPipelineError
+from shared.storage import ArtifactStore, ObjectNotFoundError, sha256_hex
+from shared.uris import AllowedLocation, UnsafeUriError
+
+Format = Literal["csv", "parquet"]
+_EXTENSIONS: dict[str, Format] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class IngestPorts:
+    """What ingesting needs from the outside world."""
+
+    store: ArtifactStore
+    specs: SpecStore
+    datasets: DatasetIndex
+    landing: AllowedLocation
+
+
+def ingest(ports: IngestPorts, *, pipeline: str, uri: str, fmt: Format | None) -> Outcome:
+    """Validate the dataset at ``uri`` for ``pipeline``; the outcome names everything it stored."""
+    try:
+        spec = ports.specs.current(pipeline)
+    except UnknownPipelineError as error:
+        return _rejected(uri, rule("pipeline.known", str(error)))
+    try:
+        location = ports.store.locate(uri, allowed=[ports.landing])
+    except UnsafeUriError as error:
+        return _rejected(uri, rule("source.uri_allowed", str(error)))
+    fmt = fmt or _format_of(location.key)
+    if fmt is None:
+        return _rejected(uri, rule("source.format", f"{location.key!r}: expected a .csv or .parquet object"))
+    try:
+        data = ports.store.read(location)
+    except ObjectNotFoundError as error:
+        return _rejected(uri, rule("source.exists", str(error)))
+
+    dataset_version = sha256_hex(data)
+    known = ports.datasets.outcome(pipeline, dataset_version, spec.version)
+    if known is not None:
+        return known
+    outcome = _validate(ports, spec=spec, data=data, fmt=fmt, uri=uri, dataset_version=dataset_version)
+    ports.datasets.record(pipeline, dataset_version, spec.version, outcome)
+    if outcome.accepted:
+        profile = ArtifactRef.model_validate(outcome.fields["profile"])
+        ports.datasets.set_latest(pipeline, dataset_version=dataset_version, profile=profile, source_uri=uri)
+    return outcome
+
+
+def rule(name: str, message: str) -> RuleResult:
+    """A failed rule about the arrival itself (before any data was read)."""
+    return RuleResult(rule=name, passed=False, message=message[:4000])
+
+
+def _validate(
+    ports: IngestPorts, *, spec: PipelineSpec, data: bytes, fmt: Format, uri: str, dataset_version: str
+) -> Outcome:
+    prefix = ports.datasets.prefix(spec.name, dataset_version)
+    bucket = ports.datasets.bucket
+    raw = ports.store.put_content_addressed(data, bucket=bucket, prefix=f"{prefix}/raw", suffix=f".{fmt}")
+    previous = ports.datasets.latest_profile(spec.name)
+    try:
+        frame = read_dataset(data, fmt=fmt)
+    except DatasetReadError as error:
+        results = [unreadable(error)]
+        frame = None
+    else:
+        results = validate_dataset(frame, spec=spec, previous_profile=previous)
+
+    profile: DataProfile | None = None
+    if frame is not None and not errors_in(results):
+        features = resolve_features(spec, frame, previous=previous)
+        profile = profile_frame(frame, numeric=features.numeric, categorical=features.categorical)
+    report_html = render_validation_report(
+        results, pipeline=spec.name, profile=profile, dataset_version=dataset_version, source_uri=uri
+    )
+    report = _put_report(ports, bucket=bucket, prefix=prefix, results=results, html=report_html)
+    failures = errors_in(results)
+    if failures or frame is None or profile is None:
+        return Outcome(
+            accepted=False,
+            fields={
+                "source_uri": uri,
+                "dataset_version": dataset_version,
+                "failures": _dump(failures),
+                "report": report.model_dump(),
+            },
+        )
+
+    train, test = split_dataset(frame, spec=spec)
+    put = ports.store.put_content_addressed
+    refs = {
+        "raw": raw,
+        "train": put(_parquet(train), bucket=bucket, prefix=f"{prefix}/train", suffix=".parquet"),
+        "test": put(_parquet(test), bucket=bucket, prefix=f"{prefix}/test", suffix=".parquet"),
+        "profile": put(
+            profile.model_dump_json().encode(), bucket=bucket, prefix=f"{prefix}/profile", suffix=".json"
+        ),
+        "report": report,
+    }
+    return Outcome(
+        accepted=True,
+        fields={
+            "dataset_version": dataset_version,
+            "spec_version": spec.version,
+            "source_uri": uri,
+            **{name: ref.model_dump() for name, ref in refs.items()},
+            "rows": len(frame),
+            "columns": [str(c) for c in frame.columns],
+            "warnings": _dump(warnings_in(results)),
+        },
+    )
+
+
+def _rejected(uri: str, failure: RuleResult) -> Outcome:
+    return Outcome(accepted=False, fields={"source_uri": uri, "failures": _dump([failure])})
+
+
+def _put_report(
+    ports: IngestPorts, *, bucket: str, prefix: str, results: list[RuleResult], html: str
+) -> ArtifactRef:
+    put = ports.store.put_content_addressed
+    page = put(
+        html.encode(), bucket=bucket, prefix=f"{prefix}/report", suffix=".html", content_type="text/html"
+    )
+    body = json.dumps({"rules": _dump(results), "html": page.uri}, indent=2).encode()
+    return put(
+        body, bucket=bucket, prefix=f"{prefix}/report", suffix=".json", content_type="application/json"
+    )
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _dump(results: list[RuleResult]) -> list[dict[str, object]]:
+    return [r.model_dump(mode="json") for r in results]
+
+
+def _format_of(key: str) -> Format | None:
+    for extension, fmt in _EXTENSIONS.items():
+        if key.lower().endswith(extension):
+            return fmt
+    return None

@@ -1,0 +1,87 @@
+"""The services as processes on the real servers, and a watcher over every Conveyor topic."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.events import ALL_EVENTS
+from shared.messaging import ensure_topics
+from shared.settings import Settings
+from shared.spec_store import SpecStore
+from shared.storage import ArtifactStore
+from tests.integration.kafka_tools import EventWatcher
+from tests.integration.processes import ServiceProcess, free_port
+
+pytestmark = pytest.mark.infra
+
+PIPELINE_SERVICES = ("ingest", "train", "evaluate")
+
+
+@pytest.fixture(scope="session")
+def flow_settings(settings: Settings) -> Settings:
+    """The session's settings with a registry port of the flow's own."""
+    return settings.model_copy(update={"registry_port": free_port()})
+
+
+@pytest.fixture(scope="session")
+def service_env(flow_settings: Settings) -> dict[str, str]:
+    """The CONVEYOR_* environment that points services at the test servers."""
+    env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
+    env["CONVEYOR_REGISTRY_PORT"] = str(flow_settings.registry_port)
+    env["CONVEYOR_RETRY_INITIAL_BACKOFF_S"] = "0.2"
+    return env
+
+
+@pytest.fixture(scope="session")
+def services(
+    flow_settings: Settings, service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServiceProcess]]:
+    """registry, ingest, train and evaluate, each a ``python -m services.<name>`` process."""
+    log_dir: Path = tmp_path_factory.mktemp("service-logs")
+    running: dict[str, ServiceProcess] = {}
+    try:
+        registry = ServiceProcess(
+            "registry",
+            env=service_env,
+            log_dir=log_dir,
+            ready_url=f"{flow_settings.registry_base_url}/health/ready",
+        )
+        registry.start()
+        running["registry"] = registry
+        for name in PIPELINE_SERVICES:
+            process = ServiceProcess(name, env=service_env, log_dir=log_dir)
+            process.start()
+            running[name] = process
+        yield running
+    finally:
+        for process in reversed(running.values()):
+            process.stop()
+
+
+@pytest.fixture(scope="session")
+async def watcher(flow_settings: Settings) -> AsyncIterator[EventWatcher]:
+    """Every event published on Conveyor's topics from now on."""
+    topics = [event.topic for event in ALL_EVENTS]
+    await ensure_topics(flow_settings, topics)
+    watcher = EventWatcher(flow_settings, topics)
+    await watcher.start()
+    yield watcher
+    await watcher.stop()
+
+
+@pytest.fixture(scope="session")
+def artifacts(flow_settings: Settings) -> ArtifactStore:
+    """The store the services write to."""
+    store = ArtifactStore.from_settings(flow_settings)
+    store.ensure_buckets()
+    return store
+
+
+@pytest.fixture(scope="session")
+def specs(flow_settings: Settings, artifacts: ArtifactStore) -> SpecStore:
+    """The pipeline specs the services read."""
+    return SpecStore(artifacts, bucket=flow_settings.artifacts_bucket)

@@ -1,0 +1,229 @@
+"""DataArrived → ModelEvaluated through the ingest, train and evaluate processes on real Kafka and MinIO."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes
+
+from shared.clients.events import publish_data_arrival
+from shared.events import (
+    DatasetRejected,
+    DatasetValidated,
+    ModelEvaluated,
+    ModelTrained,
+    TrainingFailed,
+)
+from shared.pipeline_spec import PipelineSpec
+from shared.settings import Settings
+from shared.spec_store import SpecStore
+from shared.storage import ArtifactStore
+from tests.integration.kafka_tools import EventWatcher
+from tests.integration.processes import ServiceProcess
+
+pytestmark = pytest.mark.infra
+
+
+def new_pipeline(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def breast_cancer() -> pd.DataFrame:
+    return load_breast_cancer(as_frame=True).frame
+
+
+def apply(specs: SpecStore, **fields: object) -> PipelineSpec:
+    spec = PipelineSpec.from_mapping({"approval": "auto", **fields})
+    specs.apply(spec)
+    return spec
+
+
+async def test_breast_cancer_arrival_becomes_an_evaluated_candidate(
+    flow_settings: Settings,
+    services: dict[str, ServiceProcess],
+    watcher: EventWatcher,
+    specs: SpecStore,
+    artifacts: ArtifactStore,
+) -> None:
+    spec = apply(
+        specs,
+        name=new_pipeline("bc"),
+        target="target",
+        task="classification",
+        estimator={
+            "path": "sklearn.linear_model.LogisticRegression",
+            "search": {"space": {"C": [0.1, 1.0]}, "folds": 3},
+        },
+        gates=[{"metric": "accuracy", "min": 0.9}],
+    )
+    arrival = await publish_data_arrival(
+        flow_settings, pipeline=spec.name, data=csv_bytes(breast_cancer()), filename="breast_cancer.csv"
+    )
+    evaluated = await watcher.wait_for(ModelEvaluated, correlation_id=arrival.correlation_id)
+    assert isinstance(evaluated, ModelEvaluated)
+    assert evaluated.passed, evaluated.gates
+    assert evaluated.metrics["accuracy"] > 0.9
+    assert {"precision_macro", "recall_macro", "f1_macro", "roc_auc", "log_loss"} <= set(evaluated.metrics)
+    assert evaluated.champion is None  # the first model of this pipeline
+    assert evaluated.report is not None
+
+    validated = watcher.events(DatasetValidated, correlation_id=arrival.correlation_id)[0]
+    trained = watcher.events(ModelTrained, correlation_id=arrival.correlation_id)[0]
+    assert validated.rows == 569 and validated.spec_version == spec.version
+    assert trained.hyperparameters["C"] in (0.1, 1.0)
+    assert trained.causation_id == validated.event_id and evaluated.causation_id == trained.event_id
+
+    lineage = artifacts.get(trained.lineage)
+    assert b'"dataset_version"' in lineage and validated.dataset_version.encode() in lineage
+    assert b"scikit-learn==" in lineage  # the full package list
+
+
+async def test_diabetes_regression_arrival_is_evaluated_with_regression_metrics(
+    flow_settings: Settings, services: dict[str, ServiceProcess], watcher: EventWatcher, specs: SpecStore
+) -> None:
+    spec = apply(
+        specs,
+        name=new_pipeline("diab"),
+        target="target",
+        task="regression",
+        estimator={
+            "path": "sklearn.linear_model.Ridge",
+            "search": {"space": {"alpha": [0.1, 1.0]}, "folds": 3},
+        },
+        gates=[{"metric": "r2", "min": 0.2}],
+    )
+    frame = load_diabetes(as_frame=True).frame
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    arrival = await publish_data_arrival(
+        flow_settings, pipeline=spec.name, data=buffer.getvalue(), filename="diabetes.parquet"
+    )
+    evaluated = await watcher.wait_for(ModelEvaluated, correlation_id=arrival.correlation_id)
+    assert isinstance(evaluated, ModelEvaluated)
+    assert {"rmse", "mae", "r2"} <= set(evaluated.metrics)
+    assert evaluated.metrics["r2"] > 0.2 and evaluated.passed
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "rule"),
+    [
+        ("no-target.csv", csv_bytes(breast_cancer().drop(columns=["target"])), "schema.required_columns"),
+        (
+            "text-column.csv",
+            csv_bytes(breast_cancer().assign(**{"mean radius": "not a number"})),
+            "schema.feature_type",
+        ),
+        ("empty.csv", b"", "read.parse"),
+    ],
+)
+async def test_bad_files_are_rejected_with_the_failed_rule(
+    flow_settings: Settings,
+    services: dict[str, ServiceProcess],
+    watcher: EventWatcher,
+    specs: SpecStore,
+    name: str,
+    data: bytes,
+    rule: str,
+) -> None:
+    spec = apply(
+        specs,
+        name=new_pipeline("bad"),
+        target="target",
+        task="classification",
+        features={"numeric": ["mean radius", "mean texture"]},
+    )
+    arrival = await publish_data_arrival(flow_settings, pipeline=spec.name, data=data, filename=name)
+    outcome = await watcher.wait_for(DatasetValidated, DatasetRejected, correlation_id=arrival.correlation_id)
+    assert isinstance(outcome, DatasetRejected), outcome
+    assert rule in [failure.rule for failure in outcome.failures], outcome.failures
+    assert all(not failure.passed for failure in outcome.failures)
+
+
+async def test_unknown_pipeline_and_unsafe_uri_are_rejected(
+    flow_settings: Settings, services: dict[str, ServiceProcess], watcher: EventWatcher
+) -> None:
+    arrival = await publish_data_arrival(
+        flow_settings, pipeline=new_pipeline("nospec"), data=b"a,b\n1,2\n", filename="x.csv"
+    )
+    outcome = await watcher.wait_for(DatasetRejected, correlation_id=arrival.correlation_id)
+    assert isinstance(outcome, DatasetRejected) and outcome.failures[0].rule == "pipeline.known"
+
+
+async def test_the_same_file_twice_is_one_dataset_version(
+    flow_settings: Settings,
+    services: dict[str, ServiceProcess],
+    watcher: EventWatcher,
+    specs: SpecStore,
+    artifacts: ArtifactStore,
+) -> None:
+    spec = apply(
+        specs,
+        name=new_pipeline("twice"),
+        target="target",
+        task="classification",
+        estimator={"path": "sklearn.linear_model.LogisticRegression"},
+    )
+    data = csv_bytes(breast_cancer())
+    first = await publish_data_arrival(flow_settings, pipeline=spec.name, data=data, filename="a.csv")
+    one = await watcher.wait_for(DatasetValidated, correlation_id=first.correlation_id)
+    second = await publish_data_arrival(flow_settings, pipeline=spec.name, data=data, filename="b.csv")
+    two = await watcher.wait_for(DatasetValidated, correlation_id=second.correlation_id)
+    assert isinstance(one, DatasetValidated) and isinstance(two, DatasetValidated)
+    assert one.dataset_version == two.dataset_version
+    assert (one.raw, one.train, one.test, one.profile) == (two.raw, two.train, two.test, two.profile)
+    keys = artifacts.list_keys(bucket=flow_settings.artifacts_bucket, prefix=f"datasets/{spec.name}/")
+    assert len([k for k in keys if "/raw/" in k]) == 1
+    assert len({k.split("/")[2] for k in keys if "/raw/" in k}) == 1  # one dataset version
+
+    # The second arrival trains nothing new: the run id is the same, the finished run is found.
+    trained = [
+        await watcher.wait_for(ModelTrained, correlation_id=arrival.correlation_id)
+        for arrival in (first, second)
+    ]
+    assert trained[0].run_id == trained[1].run_id  # type: ignore[attr-defined]
+    assert trained[0].model == trained[1].model  # type: ignore[attr-defined]
+
+
+async def test_train_killed_while_fitting_yields_one_model_and_one_model_trained(
+    flow_settings: Settings,
+    services: dict[str, ServiceProcess],
+    watcher: EventWatcher,
+    specs: SpecStore,
+    artifacts: ArtifactStore,
+) -> None:
+    spec = apply(
+        specs,
+        name=new_pipeline("killed"),
+        target="target",
+        task="classification",
+        estimator={
+            "path": "sklearn.ensemble.RandomForestClassifier",
+            "search": {"space": {"n_estimators": [150, 200, 250]}, "folds": 3},
+        },
+    )
+    train = services["train"]
+    arrival = await publish_data_arrival(
+        flow_settings, pipeline=spec.name, data=csv_bytes(breast_cancer()), filename="bc.csv"
+    )
+    validated = await watcher.wait_for(DatasetValidated, correlation_id=arrival.correlation_id)
+    train.wait_for_log(f"fitting {spec.name}", timeout=60)
+    train.kill()
+    assert watcher.events(ModelTrained, correlation_id=arrival.correlation_id) == []
+    train.start()
+
+    trained = await watcher.wait_for(
+        ModelTrained, TrainingFailed, correlation_id=arrival.correlation_id, timeout=180
+    )
+    assert isinstance(trained, ModelTrained)
+    await watcher.wait_for(ModelEvaluated, correlation_id=arrival.correlation_id)
+    assert len(watcher.events(ModelTrained, correlation_id=arrival.correlation_id)) == 1
+    assert isinstance(validated, DatasetValidated)
+    run_keys = artifacts.list_keys(bucket=flow_settings.artifacts_bucket, prefix=f"runs/{spec.name}/")
+    assert len([k for k in run_keys if k.endswith(".skops")]) == 1, run_keys

@@ -1,0 +1,100 @@
+"""Conveyor services run as real processes, as a user would run them, and stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTED_MESSAGE = "FastStream app started successfully"
+
+
+class ServiceProcess:
+    """One ``python -m services.<name>`` process with its own log file."""
+
+    def __init__(
+        self, name: str, *, env: Mapping[str, str], log_dir: Path, ready_url: str | None = None
+    ) -> None:
+        self.name = name
+        self.env = {**os.environ, **env, "BENTOML_DO_NOT_TRACK": "True"}
+        self.log = log_dir / f"{name}.log"
+        self.ready_url = ready_url
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Start the service and wait until it is consuming (or its HTTP readiness answers)."""
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        ready = self._http_ready if self.ready_url else lambda: STARTED_MESSAGE in self.log_text(offset)
+        self._wait(ready, timeout=timeout, what="ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no acknowledgement of work in progress."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait, then SIGKILL if it would not go."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_text(self, offset: int = 0) -> str:
+        """What the service has logged (from ``offset``)."""
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
+    def wait_for_log(self, text: str, *, timeout: float = 60.0) -> None:
+        """Wait until the service logs ``text``."""
+        self._wait(lambda: text in self.log_text(), timeout=timeout, what=f"log line {text!r}")
+
+    def _http_ready(self) -> bool:
+        assert self.ready_url is not None
+        try:
+            return httpx.get(self.ready_url, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def _wait(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited ({self.process.returncode}):\n{self.log_text()[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not {what} within {timeout}s:\n{self.log_text()[-3000:]}")
+            time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
