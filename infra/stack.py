@@ -13,7 +13,7 @@ from shared.settings import Settings
 
 # The repository's compose file; in Docker mode only its infrastructure services are used.
 COMPOSE_FILE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
-DOCKER_SERVICES = ("kafka", "minio")
+DOCKER_SERVICES = ("kafka", "minio", "minio-buckets")
 
 
 @dataclass(frozen=True)
