@@ -65,7 +65,9 @@ class PredictionClient:
     def __init__(self, base_url: str, *, timeout: float = 10.0, client: httpx.Client | None = None) -> None:
         self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
 
-    def predict(self, rows: Mapping[str, FeatureValue] | Sequence[Mapping[str, FeatureValue]]) -> PredictionResponse:
+    def predict(
+        self, rows: Mapping[str, FeatureValue] | Sequence[Mapping[str, FeatureValue]]
+    ) -> PredictionResponse:
         """Predictions for one row or a list of rows."""
         body = dict(rows) if isinstance(rows, Mapping) else [dict(row) for row in rows]
         return PredictionResponse.model_validate(self._post("/v1/predict", body))
