@@ -36,7 +36,7 @@ test-integration: up
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check shared
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared services infra
 
 schemas: $(INSTALLED) ## regenerate the committed JSON Schemas of the events

@@ -64,7 +64,5 @@ class TokenBook:
                 status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"}
             )
         if principal.role != role:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"user {principal.user!r} lacks the {role!r} role"
-            )
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"user {principal.user!r} lacks the {role!r} role")
         return principal

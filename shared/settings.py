@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     # HTTP services: where they listen, and where clients find them.
     registry_host: str = "127.0.0.1"
     registry_port: int = 8000
-    registry_url: str | None = Field(default=None, description="defaults to http://registry_host:registry_port")
+    registry_url: str | None = Field(
+        default=None, description="defaults to http://registry_host:registry_port"
+    )
 
     # Who may change things through the HTTP APIs: {"<token>": {"user": ..., "role": "approver"}}.
     # The default is for local development only; set CONVEYOR_API_TOKENS anywhere else.

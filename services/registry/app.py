@@ -24,9 +24,7 @@ CONSUMED = (topics.MODEL_EVALUATED, topics.MODEL_DEPLOYED)
 PRODUCED = (topics.MODEL_REGISTERED, topics.MODEL_APPROVED, topics.MODEL_REJECTED)
 
 
-def create_app(
-    settings: Settings | None = None, *, context: ServiceContext | None = None
-) -> FastAPI:
+def create_app(settings: Settings | None = None, *, context: ServiceContext | None = None) -> FastAPI:
     """The registry's ASGI app; starting it loads the journal and joins Kafka."""
     settings = settings or Settings()
     context = context or build_context(NAME, settings)

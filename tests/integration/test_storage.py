@@ -54,9 +54,7 @@ def test_a_tampered_object_is_detected(store: ArtifactStore, bucket: str, minio:
     ref = store.put(ObjectLocation(bucket, "churn/model.pkl"), b"trusted model")
     evil = b"malicious pickle"
     # An attacker with write access replaces the bytes, even keeping the recorded digest metadata.
-    minio.put_object(
-        bucket, "churn/model.pkl", io.BytesIO(evil), len(evil), metadata={"sha256": ref.sha256}
-    )
+    minio.put_object(bucket, "churn/model.pkl", io.BytesIO(evil), len(evil), metadata={"sha256": ref.sha256})
     with pytest.raises(IntegrityError, match="modified after it was written"):
         store.get(ref)
     with pytest.raises(IntegrityError):
@@ -80,7 +78,6 @@ def test_missing_objects_and_foreign_buckets(store: ArtifactStore, bucket: str) 
 
 
 def test_ensure_buckets_creates_them_once(minio: Minio) -> None:
-
 
     names = (f"test-{uuid.uuid4().hex[:16]}", f"test-{uuid.uuid4().hex[:16]}")
     store = ArtifactStore(minio, buckets=names)

@@ -238,9 +238,7 @@ async def test_state_survives_a_restart_and_an_interrupted_registration_is_compl
     entry = VersionRegistered(
         at=datetime.now(UTC),
         version=2,
-        candidate=Candidate.from_event(
-            interrupted, lineage_summary=summary
-        ),
+        candidate=Candidate.from_event(interrupted, lineage_summary=summary),
         approval="auto",
         deployment=spec.deployment.target,
     )
@@ -260,9 +258,7 @@ async def test_state_survives_a_restart_and_an_interrupted_registration_is_compl
     assert [v.status for v in versions.values()] == ["Approved", "Approved"]
 
 
-async def test_deployments_make_the_promotion_history(
-    store: ArtifactStore, bucket: str, api: Api
-) -> None:
+async def test_deployments_make_the_promotion_history(store: ArtifactStore, bucket: str, api: Api) -> None:
     registry, client, _ = api
     spec = apply_spec(store, bucket, new_pipeline(), approval="auto")
     first = candidate(store, bucket, spec)

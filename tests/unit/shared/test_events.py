@@ -156,7 +156,6 @@ def test_caused_by_carries_the_chain_and_derives_a_stable_id() -> None:
     cause = sample(DataArrived)
     effect = RuleResult(rule="min_rows", passed=False)
 
-
     one = DatasetRejected.caused_by(cause, producer="ingest", source_uri=cause.uri, failures=[effect])
     again = DatasetRejected.caused_by(cause, producer="ingest", source_uri=cause.uri, failures=[effect])
     assert one.correlation_id == cause.correlation_id
