@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -74,10 +75,17 @@ def create_service_app(
         context.store.ensure_buckets()
         await ensure_topics(context.settings, topic_names)
 
+    logger = logging.getLogger(f"conveyor.{context.name}")
+
+    def announce() -> None:
+        # infra.services waits for this line to call a service ready.
+        logger.info("%s ready (pid %d)", context.name, os.getpid())
+
     app = FastStream(
         context.broker,
-        logger=logging.getLogger(f"conveyor.{context.name}"),
+        logger=logger,
         on_startup=[prepare],
+        after_startup=[announce],
         on_shutdown=[context.telemetry.shutdown],
     )
     return app

@@ -57,11 +57,18 @@ class Settings(BaseSettings):
         default=None, description="defaults to http://registry_host:registry_port"
     )
 
+    deploy_host: str = "127.0.0.1"
+    deploy_port: int = 8100
+    deploy_url: str | None = Field(default=None, description="defaults to http://deploy_host:deploy_port")
+
     # Who may change things through the HTTP APIs: {"<token>": {"user": ..., "role": "approver"}}.
     # The default is for local development only; set CONVEYOR_API_TOKENS anywhere else.
     api_tokens: SecretStr = SecretStr(
         '{"conveyor-local-approver": {"user": "local-approver", "role": "approver"}}'
     )
+
+    # The token this client (the CLI, the SDK) presents to the HTTP APIs, when one is needed.
+    api_token: SecretStr | None = None
 
     # Recorded in every model's lineage: the image the training service runs in, when it is one.
     training_image: str | None = None
@@ -85,6 +92,11 @@ class Settings(BaseSettings):
     def registry_base_url(self) -> str:
         """Where clients reach the registry's HTTP API."""
         return (self.registry_url or f"http://{self.registry_host}:{self.registry_port}").rstrip("/")
+
+    @property
+    def deploy_base_url(self) -> str:
+        """Where clients reach the deploy service's HTTP API."""
+        return (self.deploy_url or f"http://{self.deploy_host}:{self.deploy_port}").rstrip("/")
 
     @property
     def s3_endpoint(self) -> str:

@@ -1,0 +1,41 @@
+"""What every command needs: the settings and the clients built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import click
+
+from shared.clients.registry import RegistryClient
+from shared.settings import Settings
+from shared.spec_store import SpecStore
+from shared.storage import ArtifactStore
+
+
+@dataclass
+class CliContext:
+    """Settings, and clients created only when a command uses them."""
+
+    settings: Settings
+    json_output: bool = False
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        """The artifact store."""
+        store = ArtifactStore.from_settings(self.settings)
+        store.ensure_buckets()
+        return store
+
+    @cached_property
+    def specs(self) -> SpecStore:
+        """Pipeline specs."""
+        return SpecStore(self.store, bucket=self.settings.artifacts_bucket)
+
+    def registry(self, token: str | None = None) -> RegistryClient:
+        """A client of the registry's API (with a bearer token when one is given or configured)."""
+        configured = self.settings.api_token.get_secret_value() if self.settings.api_token else None
+        return RegistryClient(self.settings.registry_base_url, token=token or configured)
+
+
+pass_cli = click.make_pass_decorator(CliContext)

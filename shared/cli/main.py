@@ -1,0 +1,30 @@
+"""``conveyor``: the command line of the platform."""
+
+from __future__ import annotations
+
+import click
+
+from shared.cli.context import CliContext
+from shared.cli.data import data
+from shared.cli.events import events
+from shared.cli.models import models
+from shared.cli.pipeline import pipeline
+from shared.cli.stack import down, status, up
+from shared.settings import Settings
+
+
+@click.group()
+@click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def cli(ctx: click.Context, json_output: bool) -> None:
+    """Conveyor: from data arrival to a served, monitored model."""
+    ctx.obj = CliContext(settings=Settings(), json_output=json_output)
+
+
+for group in (up, down, status, pipeline, data, models, events):
+    cli.add_command(group)
+
+
+def main() -> None:
+    """Entry point of the ``conveyor`` script."""
+    cli(prog_name="conveyor")
