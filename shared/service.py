@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
+from shared.events import Event
 from shared.logs import configure_logging
 from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics, subscribe
 from shared.messaging.consumer import E, Handler
@@ -45,6 +46,16 @@ class ServiceContext:
             publisher=self.publisher,
             settings=self.settings,
         )
+
+    def declare_outputs(self, *event_types: type[Event]) -> None:
+        """Name the events this service publishes, so its AsyncAPI document lists them."""
+        for event_type in event_types:
+            self.broker.publisher(
+                event_type.topic,
+                schema=event_type,
+                title=f"{event_type.topic}:{self.name}",
+                description=(event_type.__doc__ or "").strip(),
+            )
 
 
 def build_context(name: str, settings: Settings, *, telemetry: Telemetry | None = None) -> ServiceContext:

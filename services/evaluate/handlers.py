@@ -30,3 +30,4 @@ def register_handlers(context: ServiceContext, ports: EvaluatePorts) -> None:
         )
 
     context.subscribe(ModelTrained, on_model_trained)
+    context.declare_outputs(ModelEvaluated)

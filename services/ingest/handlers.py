@@ -36,3 +36,4 @@ def register_handlers(context: ServiceContext, ports: IngestPorts) -> None:
 
     context.subscribe(DataArrived, on_data_arrived)
     context.subscribe(RetrainRequested, on_retrain_requested)
+    context.declare_outputs(DatasetValidated, DatasetRejected)

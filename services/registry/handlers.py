@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.registry.registry import Registry
-from shared.events import Event, ModelDeployed, ModelEvaluated
+from shared.events import Event, ModelApproved, ModelDeployed, ModelEvaluated, ModelRegistered, ModelRejected
 from shared.service import ServiceContext
 
 
@@ -20,3 +20,4 @@ def register_handlers(context: ServiceContext, registry: Registry) -> None:
 
     context.subscribe(ModelEvaluated, on_model_evaluated)
     context.subscribe(ModelDeployed, on_model_deployed)
+    context.declare_outputs(ModelRegistered, ModelApproved, ModelRejected)

@@ -39,3 +39,4 @@ def register_handlers(context: ServiceContext, ports: TrainPorts) -> None:
         )
 
     context.subscribe(DatasetValidated, on_dataset_validated)
+    context.declare_outputs(ModelTrained, TrainingFailed)

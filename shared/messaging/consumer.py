@@ -20,6 +20,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
+from faststream.params import NoCast
 from pydantic import ValidationError
 
 from shared.events import Event
@@ -93,8 +94,12 @@ def subscribe(
         max_event_bytes=settings.max_event_bytes,
     )
 
-    async def consume(message: KafkaMessage) -> None:
+    async def consume(body: bytes, message: KafkaMessage) -> None:
         await consumer.consume(message)
+
+    # The body stays raw bytes (NoCast): decoding is the safe consumer's job. Its declared type
+    # is what FastStream's AsyncAPI document shows as the channel's payload.
+    consume.__annotations__ = {"body": NoCast[event_type], "message": KafkaMessage, "return": None}  # type: ignore[misc,valid-type]
 
     broker.subscriber(
         topic or event_type.topic,
