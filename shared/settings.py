@@ -75,6 +75,8 @@ class Settings(BaseSettings):
 
     # Telemetry
     otlp_endpoint: str | None = None
+    # Every finished span appended here as a JSON line (tests, or a look without a trace viewer).
+    trace_file: Path | None = None
 
     # Local infrastructure (make up / make down)
     state_dir: Path = Path.home() / ".local" / "state" / "conveyor"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from shared.settings import Settings
 
@@ -57,7 +61,47 @@ def setup_telemetry(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
         )
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics")))
+    if settings.trace_file:
+        tracer_provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(settings.trace_file)))
     for processor in span_processors:
         tracer_provider.add_span_processor(processor)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends finished spans to a file, one JSON object a line; several processes may share it.
+
+    For tests and for looking at a trace without a trace viewer (CONVEYOR_TRACE_FILE).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Write ``spans``; each line goes out in one append so processes do not interleave."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(_summary(span)) + "\n" for span in spans)
+        descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, lines.encode())
+        finally:
+            os.close(descriptor)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+
+def _summary(span: ReadableSpan) -> dict[str, object]:
+    context = span.get_span_context()
+    return {
+        "trace_id": format(context.trace_id, "032x") if context else None,
+        "span_id": format(context.span_id, "016x") if context else None,
+        "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+        "name": span.name,
+        "service": span.resource.attributes.get(SERVICE_NAME),
+        "start": span.start_time,
+        "end": span.end_time,
+        "attributes": {key: str(value) for key, value in (span.attributes or {}).items()},
+    }

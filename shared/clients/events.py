@@ -15,6 +15,7 @@ from shared.events import DataArrived, ModelApproved
 from shared.messaging import KafkaEventPublisher, create_broker
 from shared.settings import Settings
 from shared.storage import minio_client
+from shared.telemetry import setup_telemetry
 from shared.uris import safe_segment
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -48,12 +49,18 @@ async def publish_data_arrival(
         uri=f"s3://{settings.landing_bucket}/{key}",
         format=_FORMATS[suffix],
     )
-    broker = create_broker(settings)
+    # The arrival starts the trace that every service's spans join (the context rides in Kafka headers).
+    telemetry = setup_telemetry(producer, settings)
+    broker = create_broker(settings, telemetry=telemetry)
     await broker.connect()
     try:
-        await KafkaEventPublisher(broker).publish(event)
+        tracer = telemetry.tracer_provider.get_tracer("conveyor.sdk")
+        attributes = {"conveyor.pipeline": pipeline, "conveyor.correlation_id": str(event.correlation_id)}
+        with tracer.start_as_current_span("data arrival", attributes=attributes):
+            await KafkaEventPublisher(broker).publish(event)
     finally:
         await broker.stop()
+        telemetry.shutdown()
     return event
 
 

@@ -22,9 +22,10 @@ PIPELINE_SERVICES = ("ingest", "train", "evaluate")
 
 
 @pytest.fixture(scope="session")
-def flow_settings(settings: Settings) -> Settings:
-    """The session's settings with a registry port of the flow's own."""
-    return settings.model_copy(update={"registry_port": free_port()})
+def flow_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The session's settings with a registry port of the flow's own, and spans written to a file."""
+    trace_file = tmp_path_factory.mktemp("traces") / "spans.jsonl"
+    return settings.model_copy(update={"registry_port": free_port(), "trace_file": trace_file})
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,7 @@ def service_env(flow_settings: Settings) -> dict[str, str]:
     """The CONVEYOR_* environment that points services at the test servers."""
     env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
     env["CONVEYOR_REGISTRY_PORT"] = str(flow_settings.registry_port)
+    env["CONVEYOR_TRACE_FILE"] = str(flow_settings.trace_file)
     env["CONVEYOR_RETRY_INITIAL_BACKOFF_S"] = "0.2"
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 
 import pandas as pd
@@ -14,6 +15,7 @@ from shared.events import (
     DatasetRejected,
     DatasetValidated,
     ModelEvaluated,
+    ModelRegistered,
     ModelTrained,
     TrainingFailed,
 )
@@ -21,7 +23,7 @@ from shared.pipeline_spec import PipelineSpec
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
-from tests.integration.kafka_tools import EventWatcher
+from tests.integration.kafka_tools import EventWatcher, wait_for
 from tests.integration.processes import ServiceProcess
 
 pytestmark = pytest.mark.infra
@@ -227,3 +229,34 @@ async def test_train_killed_while_fitting_yields_one_model_and_one_model_trained
     assert isinstance(validated, DatasetValidated)
     run_keys = artifacts.list_keys(bucket=flow_settings.artifacts_bucket, prefix=f"runs/{spec.name}/")
     assert len([k for k in run_keys if k.endswith(".skops")]) == 1, run_keys
+
+
+async def test_one_data_arrival_is_one_trace_across_the_services(
+    flow_settings: Settings, services: dict[str, ServiceProcess], watcher: EventWatcher, specs: SpecStore
+) -> None:
+    spec = apply(
+        specs,
+        name=new_pipeline("trace"),
+        target="target",
+        task="classification",
+        estimator={"path": "sklearn.linear_model.LogisticRegression"},
+    )
+    arrival = await publish_data_arrival(
+        flow_settings, pipeline=spec.name, data=csv_bytes(breast_cancer()), filename="bc.csv"
+    )
+    await watcher.wait_for(ModelRegistered, correlation_id=arrival.correlation_id)
+    assert flow_settings.trace_file is not None
+
+    def services_in_trace() -> set[str]:
+        spans = [json.loads(line) for line in flow_settings.trace_file.read_text().splitlines()]
+        mine = [
+            s for s in spans if s["attributes"].get("conveyor.correlation_id") == str(arrival.correlation_id)
+        ]
+        if not mine:
+            return set()
+        trace_id = mine[0]["trace_id"]
+        return {s["service"] for s in spans if s["trace_id"] == trace_id}
+
+    expected = {f"conveyor-{name}" for name in ("sdk", "ingest", "train", "evaluate", "registry")}
+    # Spans are exported in batches every few seconds.
+    await wait_for(lambda: expected <= services_in_trace(), timeout=30, what=f"spans of {sorted(expected)}")
