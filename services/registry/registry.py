@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import uuid5
 
 from services.registry.journal import (
     Candidate,
@@ -98,7 +98,7 @@ class Registry:
             run_id=evaluated.run_id,
             status=version.status,
         )
-        return [registered, *self._decision_events(group, version)]
+        return [registered, *self._decision_events(group, version, cause=evaluated)]
 
     async def decide(
         self, pipeline: str, number: int, *, approve: bool, by: str, comment: str
@@ -145,14 +145,22 @@ class Registry:
             return
         await asyncio.to_thread(self._journal.append, group, entry)
 
-    def _decision_events(self, group: ModelGroup, version: ModelVersion) -> list[Event]:
+    def _decision_events(
+        self, group: ModelGroup, version: ModelVersion, *, cause: ModelEvaluated | None = None
+    ) -> list[Event]:
+        """The decision as an event, in the chain of ``cause`` or else of the registered candidate.
+
+        A later chain that reaches an already-registered run (the same data arriving again) gets
+        the decision in its own chain, so whoever follows that arrival sees it complete.
+        """
         if version.status == "PendingManualApproval":
             return []
         candidate = version.registered.candidate
         decision = version.audit[-1]
+        cause_id = cause.event_id if cause else candidate.evaluated_event_id
         chain: dict[str, Any] = {
-            "correlation_id": candidate.correlation_id,
-            "causation_id": candidate.evaluated_event_id,
+            "correlation_id": cause.correlation_id if cause else candidate.correlation_id,
+            "causation_id": cause_id,
             "producer": PRODUCER,
             "pipeline": group.pipeline,
             "version": version.number,
@@ -161,21 +169,21 @@ class Registry:
         if version.status == "Approved":
             return [
                 ModelApproved(
-                    event_id=_derived_id(candidate, "ModelApproved"),
                     model=candidate.model,
                     metrics=candidate.metrics,
                     lineage=candidate.lineage_summary,
                     deployment=version.registered.deployment,
                     approved_by=decision.by,
                     comment=decision.comment,
+                    event_id=uuid5(cause_id, "ModelApproved"),
                     **chain,
                 )
             ]
         return [
             ModelRejected(
-                event_id=_derived_id(candidate, "ModelRejected"),
                 reason=decision.comment or "rejected",
                 rejected_by=decision.by,
+                event_id=uuid5(cause_id, "ModelRejected"),
                 **chain,
             )
         ]
@@ -185,11 +193,6 @@ class Registry:
         record = LineageRecord.model_validate_json(body)
         summary = record.summary(lineage_uri=evaluated.lineage.uri)
         return Candidate.from_event(evaluated, lineage_summary=summary)
-
-
-def _derived_id(candidate: Candidate, name: str) -> UUID:
-    # The same derivation as Event.caused_by, so an automatic and a repeated decision share ids.
-    return uuid5(candidate.evaluated_event_id, name)
 
 
 def _gate_summary(version: ModelVersion) -> str:

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from shared.events import DataArrived, ModelApproved
+from shared.events import DataArrived, Event, ModelApproved
 from shared.messaging import KafkaEventPublisher, create_broker
 from shared.settings import Settings
 from shared.storage import minio_client
 from shared.telemetry import setup_telemetry
 from shared.uris import safe_segment
 
+E = TypeVar("E", bound=Event)
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -90,3 +94,85 @@ def _upload(settings: Settings, key: str, data: bytes) -> None:
     if not client.bucket_exists(settings.landing_bucket):
         client.make_bucket(settings.landing_bucket)
     client.put_object(settings.landing_bucket, key, io.BytesIO(data), len(data))
+
+
+class EventWatcher:
+    """Collects every event published on the given topics from the moment it starts.
+
+    Partitions are assigned by hand and positioned at their end before any test publishes,
+    so nothing published afterwards is missed and nothing older is read.
+    """
+
+    def __init__(self, settings: Settings, topics: list[str]) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+
+    async def start(self) -> None:
+        """Assign every partition of the topics at its current end, then collect in the background."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_bytes=self._settings.kafka_max_message_bytes * 2,
+            max_partition_fetch_bytes=self._settings.kafka_max_message_bytes,
+        )
+        await consumer.start()
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in self._topics
+            for partition in sorted(await _partitions(consumer, topic))
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for partition in partitions:  # resolve the positions now, before anyone publishes
+            await consumer.position(partition)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._collect())
+
+    async def stop(self) -> None:
+        """Stop collecting."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+    def events(self, event_type: type[E], *, correlation_id: uuid.UUID) -> list[E]:
+        """Every collected event of ``event_type`` in the chain of ``correlation_id``."""
+        found = []
+        for record in self.records:
+            if record.topic != event_type.topic:
+                continue
+            event = event_type.model_validate_json(record.value)
+            if event.correlation_id == correlation_id:
+                found.append(event)
+        return found
+
+    async def wait_for(
+        self, *event_types: type[Event], correlation_id: uuid.UUID, timeout: float = 120.0
+    ) -> Event:
+        """The first event of any of ``event_types`` in the chain, or fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event_type in event_types:
+                found = self.events(event_type, correlation_id=correlation_id)
+                if found:
+                    return found[0]
+            await asyncio.sleep(0.1)
+        names = ", ".join(t.__name__ for t in event_types)
+        raise AssertionError(f"no {names} for correlation {correlation_id} within {timeout}s")
+
+    async def _collect(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for batch in batches.values():
+                self.records.extend(batch)
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or {0}

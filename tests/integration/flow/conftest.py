@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from shared.clients.events import EventWatcher
 from shared.events import ALL_EVENTS
 from shared.messaging import ensure_topics
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
-from tests.integration.kafka_tools import EventWatcher
 from tests.integration.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.infra

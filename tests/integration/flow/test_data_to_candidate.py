@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from shared.clients.events import publish_data_arrival
+from shared.clients.events import EventWatcher, publish_data_arrival
 from shared.events import (
     DatasetRejected,
     DatasetValidated,
@@ -23,7 +23,7 @@ from shared.pipeline_spec import PipelineSpec
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
-from tests.integration.kafka_tools import EventWatcher, wait_for
+from tests.integration.kafka_tools import wait_for
 from tests.integration.processes import ServiceProcess
 
 pytestmark = pytest.mark.infra
@@ -245,10 +245,11 @@ async def test_one_data_arrival_is_one_trace_across_the_services(
         flow_settings, pipeline=spec.name, data=csv_bytes(breast_cancer()), filename="bc.csv"
     )
     await watcher.wait_for(ModelRegistered, correlation_id=arrival.correlation_id)
-    assert flow_settings.trace_file is not None
+    trace_file = flow_settings.trace_file
+    assert trace_file is not None
 
     def services_in_trace() -> set[str]:
-        spans = [json.loads(line) for line in flow_settings.trace_file.read_text().splitlines()]
+        spans = [json.loads(line) for line in trace_file.read_text().splitlines()]
         mine = [
             s for s in spans if s["attributes"].get("conveyor.correlation_id") == str(arrival.correlation_id)
         ]

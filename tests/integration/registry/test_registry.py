@@ -159,6 +159,14 @@ async def test_auto_policy_approves_and_a_redelivered_candidate_is_not_registere
     assert approved.causation_id == evaluated.event_id
     assert len(registry.group(spec.name).versions) == 1
 
+    # The same run reached again by a later arrival (the same bytes): no new version, and the
+    # decision is reported in the later arrival's chain so whoever follows it sees it complete.
+    later = evaluated.model_copy(update={"event_id": uuid.uuid4(), "correlation_id": uuid.uuid4()})
+    repeat = await registry.register(later)
+    assert [e.version for e in repeat] == [1, 1]  # type: ignore[attr-defined]
+    assert all(e.correlation_id == later.correlation_id for e in repeat)
+    assert repeat[1].event_id != approved.event_id
+
     second = await registry.register(candidate(store, bucket, spec))
     assert isinstance(second[0], ModelRegistered) and second[0].version == 2
 
