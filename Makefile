@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install up down status test test-unit test-integration lint schemas clean-state
+.PHONY: install up down status demo test test-unit test-integration lint schemas
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ down: $(INSTALLED) ## stop them by process id; data stays in the state directory
 
 status: $(INSTALLED)
 	$(BIN)/python -m infra status
+
+demo: $(INSTALLED) ## the main job end to end: data arrival to a served prediction
+	$(BIN)/conveyor demo
 
 test: up ## every test, against the real servers
 	$(BIN)/pytest

@@ -6,6 +6,7 @@ import click
 
 from shared.cli.context import CliContext
 from shared.cli.data import data
+from shared.cli.demo import demo
 from shared.cli.events import events
 from shared.cli.models import models
 from shared.cli.pipeline import pipeline
@@ -21,7 +22,7 @@ def cli(ctx: click.Context, json_output: bool) -> None:
     ctx.obj = CliContext(settings=Settings(), json_output=json_output)
 
 
-for group in (up, down, status, pipeline, data, models, events):
+for group in (up, down, status, demo, pipeline, data, models, events):
     cli.add_command(group)
 
 

@@ -1,4 +1,4 @@
-"""Real Kafka and MinIO for integration tests: started once per session, a fresh topic and bucket per test.
+"""Real Kafka and MinIO for integration and end-to-end tests; a fresh topic and bucket per test.
 
 The servers are started here when they are not already running (``make up`` leaves them up for
 fast re-runs) and stopped again at the end only if this session started them.
