@@ -8,13 +8,13 @@ import click
 
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import console, print_json, print_table, user_errors
-from shared.clients.registry import RegistryError
+from shared.clients.registry import ApiError
 from shared.lineage import LineageRecord
 from shared.messaging import TransientError
 from shared.storage import IntegrityError, ObjectNotFoundError
 
 STATUSES = click.Choice(["PendingManualApproval", "Approved", "Rejected"])
-registry_errors = user_errors(RegistryError, TransientError)
+registry_errors = user_errors(ApiError, TransientError)
 
 
 @click.group()
@@ -130,7 +130,7 @@ def history(cli: CliContext, pipeline: str, environment: str | None) -> None:
 @click.argument("pipeline")
 @click.argument("version", type=int)
 @pass_cli
-@user_errors(RegistryError, TransientError, IntegrityError, ObjectNotFoundError)
+@user_errors(ApiError, TransientError, IntegrityError, ObjectNotFoundError)
 def lineage(cli: CliContext, pipeline: str, version: int) -> None:
     """Where a version came from: data, code, hyper-parameters, environment."""
     detail = cli.registry().version(pipeline, version)

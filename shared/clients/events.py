@@ -42,17 +42,8 @@ async def publish_data_arrival(
     suffix = Path(filename).suffix.lower()
     if suffix not in _FORMATS:
         raise ValueError(f"{filename!r}: Conveyor ingests .csv and .parquet files")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    name = safe_segment(Path(filename).name, what="file name")
-    # A fresh key per upload; the dataset version is the hash of the bytes, not the key.
-    key = f"{safe_segment(pipeline, what='pipeline')}/{stamp}-{uuid.uuid4().hex[:8]}-{name}"
-    await asyncio.to_thread(_upload, settings, key, data)
-    event = DataArrived.first(
-        producer=producer,
-        pipeline=pipeline,
-        uri=f"s3://{settings.landing_bucket}/{key}",
-        format=_FORMATS[suffix],
-    )
+    uri = await asyncio.to_thread(_upload, settings, pipeline, filename, data)
+    event = DataArrived.first(producer=producer, pipeline=pipeline, uri=uri, format=_FORMATS[suffix])
     # The arrival starts the trace that every service's spans join (the context rides in Kafka headers).
     telemetry = setup_telemetry(producer, settings)
     broker = create_broker(settings, telemetry=telemetry)
@@ -89,11 +80,21 @@ async def approved_models(
         await consumer.stop()
 
 
-def _upload(settings: Settings, key: str, data: bytes) -> None:
+def upload_to_landing(settings: Settings, pipeline: str, path: Path) -> str:
+    """Upload a local file to the landing bucket under ``<pipeline>/``; returns its URI."""
+    return _upload(settings, pipeline, path.name, path.read_bytes())
+
+
+def _upload(settings: Settings, pipeline: str, filename: str, data: bytes) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    name = safe_segment(Path(filename).name, what="file name")
+    # A fresh key per upload; a dataset's version is the hash of its bytes, not its key.
+    key = f"{safe_segment(pipeline, what='pipeline')}/{stamp}-{uuid.uuid4().hex[:8]}-{name}"
     client = minio_client(settings)
     if not client.bucket_exists(settings.landing_bucket):
         client.make_bucket(settings.landing_bucket)
     client.put_object(settings.landing_bucket, key, io.BytesIO(data), len(data))
+    return f"s3://{settings.landing_bucket}/{key}"
 
 
 class EventWatcher:

@@ -11,11 +11,11 @@ from shared.events.envelope import Frozen
 from shared.messaging import TransientError
 
 
-class RegistryError(Exception):
-    """The registry refused a request; the message carries its reason."""
+class ApiError(Exception):
+    """A Conveyor HTTP API refused a request; the message carries its reason."""
 
     def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(f"registry answered {status_code}: {detail}")
+        super().__init__(f"HTTP {status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
 
@@ -95,5 +95,5 @@ class RegistryClient:
             raise TransientError(f"registry answered {response.status_code}: {response.text[:500]}")
         if response.status_code >= 400:
             detail = response.json().get("detail", response.text) if response.content else ""
-            raise RegistryError(response.status_code, str(detail))
+            raise ApiError(response.status_code, str(detail))
         return response

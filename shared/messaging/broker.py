@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from faststream.kafka import KafkaBroker
 
 from shared.settings import Settings
@@ -20,4 +22,6 @@ def create_broker(settings: Settings, *, telemetry: Telemetry | None = None) -> 
         acks="all",
         max_request_size=settings.kafka_max_message_bytes,
         middlewares=middlewares,
+        # FastStream's messages then reach the root handler, which writes JSON lines with trace ids.
+        logger=logging.getLogger("conveyor.kafka"),
     )

@@ -1,0 +1,174 @@
+"""``conveyor predict``, ``conveyor batch`` and ``conveyor deployments``: using what is served."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from shared.cli.context import CliContext, pass_cli
+from shared.cli.output import UserError, console, print_json, print_table, user_errors
+from shared.clients.deploy import DeployClient
+from shared.clients.events import EventWatcher, upload_to_landing
+from shared.clients.registry import ApiError
+from shared.clients.serving import PredictionClient, PredictionError
+from shared.events import BatchPredictionCompleted, BatchPredictionFailed, BatchPredictionRequested
+from shared.messaging import KafkaEventPublisher, TransientError, create_broker
+
+api_errors = user_errors(ApiError, TransientError, PredictionError)
+
+
+def _deploy(cli: CliContext, token: str | None = None) -> DeployClient:
+    configured = cli.settings.api_token.get_secret_value() if cli.settings.api_token else None
+    return DeployClient(cli.settings.deploy_base_url, token=token or configured)
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def deployments(ctx: click.Context) -> None:
+    """Where each pipeline is served (``rollback`` to serve the previous version again)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_deployments)
+
+
+@deployments.command("list")
+@pass_cli
+@api_errors
+def list_deployments(cli: CliContext) -> None:
+    """Every pipeline's endpoint and versions."""
+    found = _deploy(cli).deployments()
+    if cli.json_output:
+        print_json(found)
+        return
+    rows = [
+        [d["pipeline"], d["endpoint_url"], d["environment"], d["serving_version"], d["previous_version"]]
+        for d in found
+    ]
+    print_table("Deployments", ["pipeline", "endpoint", "environment", "serving", "previous"], rows)
+
+
+@deployments.command()
+@click.argument("pipeline")
+@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An approver's bearer token.")
+@pass_cli
+@api_errors
+def rollback(cli: CliContext, pipeline: str, token: str | None) -> None:
+    """Serve PIPELINE's previously approved version again, without failing a request."""
+    with console.status(f"rolling {pipeline} back"):
+        outcome = _deploy(cli, token).rollback(pipeline)
+    if cli.json_output:
+        print_json(outcome)
+    else:
+        console.print(f"{pipeline} serves version {outcome['version']} again at {outcome['endpoint_url']}")
+
+
+@click.command()
+@click.argument("pipeline")
+@click.option("--row", "rows", multiple=True, help="One row as JSON, e.g. '{\"age\": 42}' (repeatable).")
+@click.option(
+    "--file", "file", type=click.Path(path_type=Path), help="Rows from a .json, .csv or .parquet file."
+)
+@pass_cli
+@api_errors
+def predict(cli: CliContext, pipeline: str, rows: tuple[str, ...], file: Path | None) -> None:
+    """Predictions from PIPELINE's real-time endpoint."""
+    records = _rows(rows, file)
+    endpoint = _deploy(cli).deployment(pipeline)["endpoint_url"]
+    with PredictionClient(endpoint) as client:
+        response = client.predict(records)
+    if cli.json_output:
+        print_json(response.model_dump(mode="json"))
+        return
+    table = [
+        [p.prediction, json.dumps(p.probabilities) if p.probabilities else "", p.prediction_id]
+        for p in response.predictions
+    ]
+    print_table(f"{pipeline} v{response.version}", ["prediction", "probabilities", "prediction id"], table)
+
+
+@click.command()
+@click.argument("pipeline")
+@click.argument("source")
+@click.option("--version", type=int, help="A model version (default: the one serving).")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the job.")
+@pass_cli
+def batch(cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float) -> None:
+    """Score SOURCE (a local .csv/.parquet file, or an s3:// URI) with PIPELINE's model."""
+    if not source.startswith("s3://"):
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"{source}: no such file (or give an s3:// URI)")
+        if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise UserError(f"{source}: batch jobs score .csv and .parquet files")
+        with console.status(f"uploading {path.name}"):
+            source = asyncio.run(asyncio.to_thread(upload_to_landing, cli.settings, pipeline, path))
+    with console.status("scoring"):
+        outcome = asyncio.run(_run_batch(cli, pipeline, source, version, timeout))
+    if isinstance(outcome, BatchPredictionFailed):
+        raise UserError(f"batch job failed: {outcome.reason}")
+    if cli.json_output:
+        print_json(outcome.model_dump(mode="json"))
+    else:
+        console.print(
+            f"{outcome.rows} rows scored by version {outcome.version} in {outcome.duration_seconds:.1f}s: "
+            f"{outcome.output_uri}",
+            highlight=False,
+        )
+
+
+async def _run_batch(
+    cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float
+) -> BatchPredictionCompleted | BatchPredictionFailed:
+    topics = [BatchPredictionCompleted.topic, BatchPredictionFailed.topic]
+    watcher = EventWatcher(cli.settings, topics)
+    await watcher.start()
+    broker = create_broker(cli.settings)
+    await broker.connect()
+    try:
+        request = BatchPredictionRequested.first(
+            producer="cli", pipeline=pipeline, input_uri=source, version=version
+        )
+        await KafkaEventPublisher(broker).publish(request)
+        outcome = await watcher.wait_for(
+            BatchPredictionCompleted,
+            BatchPredictionFailed,
+            correlation_id=request.correlation_id,
+            timeout=timeout,
+        )
+    except AssertionError as error:
+        raise UserError(str(error)) from None
+    finally:
+        await broker.stop()
+        await watcher.stop()
+    assert isinstance(outcome, BatchPredictionCompleted | BatchPredictionFailed)
+    return outcome
+
+
+def _rows(rows: tuple[str, ...], file: Path | None) -> list[dict[str, Any]]:
+    if bool(rows) == bool(file):
+        raise UserError("give rows with --row or a --file, not both or neither")
+    if file is not None:
+        if not file.is_file():
+            raise UserError(f"{file}: no such file")
+        suffix = file.suffix.lower()
+        try:
+            if suffix == ".json":
+                loaded = json.loads(file.read_text())
+                return loaded if isinstance(loaded, list) else [loaded]
+            frame = pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
+        except (ValueError, OSError) as error:
+            raise UserError(f"{file}: cannot read rows: {error}") from None
+        return [
+            {str(k): (None if pd.isna(v) else v) for k, v in row.items()} for row in frame.to_dict("records")
+        ]
+    try:
+        parsed = [json.loads(row) for row in rows]
+    except json.JSONDecodeError as error:
+        raise UserError(f"--row is not JSON: {error}") from None
+    if not all(isinstance(row, dict) for row in parsed):
+        raise UserError("each --row is a JSON object keyed by feature name")
+    return parsed
