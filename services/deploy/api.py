@@ -1,0 +1,107 @@
+"""The deploy service's HTTP API: open reads, an authenticated rollback.
+
+No ``from __future__ import annotations`` here: FastAPI must see the route annotations as
+objects, since the approver dependency is local to ``create_router``.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from services.deploy.deployments import Deployer, DeploymentView, NothingToRollBack
+from services.deploy.rollout import ServingError
+from shared.auth import Principal, TokenBook
+from shared.events import Event
+
+PipelinePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+_bearer = HTTPBearer(auto_error=False)
+
+
+class Deployment(BaseModel):
+    """A pipeline's endpoint and the versions behind it."""
+
+    pipeline: str
+    endpoint_url: str
+    environment: str
+    active_version: int | None
+    serving_version: int | None
+    previous_version: int | None
+    versions: list[int]
+
+    @classmethod
+    def of(cls, view: DeploymentView, *, environment: str) -> "Deployment":
+        """The API shape of one deployment."""
+        return cls(
+            pipeline=view.pipeline,
+            endpoint_url=view.endpoint_url,
+            environment=environment,
+            active_version=view.active_version,
+            serving_version=view.serving_version,
+            previous_version=view.previous_version,
+            versions=view.versions,
+        )
+
+
+class Rollback(BaseModel):
+    """The outcome of a rollback."""
+
+    pipeline: str
+    version: int
+    endpoint_url: str
+    rolled_back_by: str
+
+
+def create_router(
+    deployer: Deployer, *, tokens: TokenBook, environment: str, publish: Callable[[Event], Awaitable[None]]
+) -> APIRouter:
+    """Routes over ``deployer``; the ModelDeployed of a rollback is published with ``publish``."""
+    router = APIRouter(prefix="/v1")
+
+    def approver(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+        return tokens.require(credentials, role="approver")
+
+    def find(pipeline: str) -> DeploymentView:
+        for view in deployer.views():
+            if view.pipeline == pipeline:
+                return view
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pipeline} has no deployment")
+
+    @router.get("/deployments", response_model=list[Deployment], tags=["read"])
+    async def list_deployments() -> list[Deployment]:
+        """Every pipeline's endpoint and versions."""
+        return [Deployment.of(view, environment=environment) for view in deployer.views()]
+
+    @router.get("/deployments/{pipeline}", response_model=Deployment, tags=["read"], responses={404: {}})
+    async def get_deployment(pipeline: PipelinePath) -> Deployment:
+        """One pipeline's endpoint and versions."""
+        return Deployment.of(find(pipeline), environment=environment)
+
+    @router.post(
+        "/deployments/{pipeline}/rollback",
+        response_model=Rollback,
+        tags=["change"],
+        responses={401: {}, 403: {}, 404: {}, 409: {}, 503: {}},
+    )
+    async def rollback(
+        pipeline: PipelinePath, principal: Annotated[Principal, Depends(approver)]
+    ) -> Rollback:
+        """Serve the previously approved version again, without a failed request (approver role)."""
+        find(pipeline)
+        try:
+            event = await deployer.rollback(pipeline)
+        except NothingToRollBack as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        except ServingError as error:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+        await publish(event)
+        return Rollback(
+            pipeline=pipeline,
+            version=event.version,
+            endpoint_url=event.endpoint_url,
+            rolled_back_by=principal.user,
+        )
+
+    return router

@@ -1,0 +1,52 @@
+"""The deploy service's Kafka subscribers: typed event in, the work, typed events out."""
+
+from __future__ import annotations
+
+from services.deploy.batch import BatchJobs
+from services.deploy.deployments import Deployer
+from services.deploy.drift import DriftMonitor
+from shared.events import (
+    BatchPredictionCompleted,
+    BatchPredictionFailed,
+    BatchPredictionRequested,
+    DeploymentFailed,
+    DriftChecked,
+    DriftDetected,
+    Event,
+    ModelApproved,
+    ModelDeployed,
+    PredictionsCaptured,
+    RetrainRequested,
+)
+from shared.service import ServiceContext
+
+
+def register_handlers(
+    context: ServiceContext, *, deployer: Deployer, batches: BatchJobs, drift: DriftMonitor
+) -> None:
+    """Subscribe the deploy service to approvals, batch requests and captured predictions."""
+
+    async def on_model_approved(event: ModelApproved) -> Event | None:
+        """Serve the approved version behind its pipeline's endpoint (or say why not)."""
+        return await deployer.approve(event)
+
+    async def on_batch_prediction_requested(event: BatchPredictionRequested) -> Event:
+        """Score the requested file with the pipeline's model."""
+        return await batches.run(event)
+
+    async def on_predictions_captured(event: PredictionsCaptured) -> list[Event]:
+        """Window the captured features and check them for drift."""
+        return await drift.on_captured(event)
+
+    context.subscribe(ModelApproved, on_model_approved)
+    context.subscribe(BatchPredictionRequested, on_batch_prediction_requested)
+    context.subscribe(PredictionsCaptured, on_predictions_captured)
+    context.declare_outputs(
+        ModelDeployed,
+        DeploymentFailed,
+        BatchPredictionCompleted,
+        BatchPredictionFailed,
+        DriftChecked,
+        DriftDetected,
+        RetrainRequested,
+    )

@@ -1,0 +1,1 @@
+"""The stable endpoint in front of each pipeline's BentoML server, and its control client."""

@@ -1,0 +1,67 @@
+"""What the BentoML routes do, as plain functions over the loaded model (kept out of the service class)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bentoml.exceptions import BadInput, NotFound
+
+from services.deploy.serving.feedback import FeedbackError, UnknownPrediction
+from services.deploy.serving.model_store import load_stored
+from services.deploy.serving.monitor import Monitor
+from services.deploy.serving.predict import FeatureError, ModelCard, predict_frame, rows_frame
+from shared.clients.serving import FeatureValue, FeedbackResult, Prediction, PredictionResponse
+
+Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to serve, with the card that says what it expects."""
+
+    model: Any
+    card: ModelCard
+
+    @classmethod
+    def from_store(cls, tag: str) -> LoadedModel:
+        """Load a model from the BentoML store, verified against its recorded digest."""
+        model, card = load_stored(tag)
+        return cls(model=model, card=card)
+
+
+def answer(loaded: LoadedModel, rows: Rows, *, monitor: Monitor | None = None) -> PredictionResponse:
+    """Predict one row or a list of rows; rows with unknown or missing features are refused (400)."""
+    batch = [rows] if isinstance(rows, Mapping) else list(rows)
+    try:
+        frame = rows_frame(batch, loaded.card)
+    except FeatureError as error:
+        raise BadInput(str(error)) from None
+    predicted = predict_frame(loaded.model, frame, loaded.card)
+    ids = [uuid.uuid4().hex for _ in batch]
+    if monitor is not None:
+        monitor.observe(ids, batch, predicted.labels)
+    return PredictionResponse(
+        pipeline=loaded.card.pipeline,
+        version=loaded.card.version,
+        predictions=[
+            Prediction(
+                prediction_id=ids[row],
+                prediction=predicted.labels[row],
+                probabilities=predicted.probabilities_of(row, loaded.card),
+            )
+            for row in range(len(batch))
+        ],
+    )
+
+
+def join_feedback(monitor: Monitor, prediction_id: str, actual: FeatureValue) -> FeedbackResult:
+    """Join ground truth to an earlier prediction: 404 when it is not remembered, 400 when not comparable."""
+    try:
+        return monitor.feedback(prediction_id, actual)
+    except UnknownPrediction as error:
+        raise NotFound(str(error)) from None
+    except FeedbackError as error:
+        raise BadInput(str(error)) from None

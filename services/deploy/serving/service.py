@@ -1,0 +1,93 @@
+"""The BentoML service behind every pipeline endpoint: one approved model version per server.
+
+Started by the deploy service as ``bentoml serve services.deploy.serving.service:PredictionService
+--arg model_tag=<pipeline>:v<N> --arg correlation_id=<uuid> --arg workers=<n>``.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import bentoml
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from services.deploy.serving.endpoint import LoadedModel, answer, join_feedback
+from services.deploy.serving.guard import JsonOnly
+from services.deploy.serving.io import Rows, RowsInput
+from services.deploy.serving.metrics import serving_metrics
+from services.deploy.serving.monitor import Monitor
+from services.deploy.settings import DeploySettings
+from shared.clients.serving import FeatureValue, FeedbackResult, PredictionResponse
+
+SERVICE_NAME = "conveyor_prediction"
+
+
+class ServingArgs(BaseModel):
+    """What one server serves (``--arg`` values); the rest comes from CONVEYOR_* settings."""
+
+    model_tag: str = ""
+    correlation_id: UUID = UUID(int=0)
+    workers: int = Field(default=1, ge=1)
+
+
+args = bentoml.use_arguments(ServingArgs)
+
+
+async def _performance(_: Request) -> JSONResponse:
+    service: PredictionService = bentoml.get_current_service()
+    return JSONResponse(service.monitor.performance())
+
+
+monitoring = Starlette(routes=[Route("/performance", _performance, methods=["GET"])])
+
+
+@bentoml.asgi_app(monitoring, path="/v1/monitoring")
+@bentoml.service(
+    name=SERVICE_NAME,
+    workers=args.workers,
+    # No adaptive batching: a request already carries its rows, and batching's latency budget
+    # sheds load with 503s; requests queue on the worker's event loop instead (no max_concurrency).
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},
+)
+class PredictionService:
+    """One approved model version of one pipeline, with prediction capture and feedback."""
+
+    def __init__(self) -> None:
+        self.loaded = LoadedModel.from_store(args.model_tag)
+        self.monitor = Monitor(
+            card=self.loaded.card,
+            settings=DeploySettings(),
+            correlation_id=args.correlation_id,
+            metrics=serving_metrics(),
+        )
+
+    @bentoml.on_startup
+    async def start_monitoring(self) -> None:
+        """Start publishing captured predictions."""
+        await self.monitor.start()
+
+    @bentoml.on_shutdown
+    async def stop_monitoring(self) -> None:
+        """Publish what is still queued, then disconnect."""
+        await self.monitor.stop()
+
+    # Async, so the model runs on the worker's event loop: a sync API would hop to BentoML's
+    # one-thread pool for every request, which measured 0.5 ms slower per request and a third
+    # less throughput at 32 clients; requests queue on the loop either way (no 503 shedding).
+    @bentoml.api(route="/v1/predict", input_spec=RowsInput)
+    async def predict(self, rows: Rows, /) -> PredictionResponse:
+        """Predict one row (an object keyed by feature name) or a list of rows."""
+        return answer(self.loaded, rows, monitor=self.monitor)
+
+    @bentoml.api(route="/v1/feedback")
+    async def feedback(self, prediction_id: str, actual: FeatureValue) -> FeedbackResult:
+        """Join the ground truth of an earlier prediction to it."""
+        return join_feedback(self.monitor, prediction_id, actual)
+
+
+PredictionService.add_asgi_middleware(JsonOnly)  # type: ignore[attr-defined]

@@ -1,0 +1,61 @@
+"""The deploy service's settings: the shared ones plus where endpoints listen and how serving behaves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class DeploySettings(Settings):
+    """``CONVEYOR_*`` settings of the deploy service and of the BentoML servers it starts."""
+
+    # The deploy service's control API listens on deploy_host:deploy_port (shared settings, since
+    # clients need them too); endpoints are reported as serving in this environment.
+    environment: str = Field(default="local", min_length=1, max_length=200)
+
+    # Stable endpoints: one port per pipeline, taken from this range and kept across restarts.
+    serving_host: str = "127.0.0.1"
+    serving_advertised_host: str | None = Field(
+        default=None, description="Host written into endpoint URLs; defaults to serving_host."
+    )
+    serving_port_base: int = Field(default=8200, ge=1024, le=65000)
+    serving_port_count: int = Field(default=100, ge=1, le=1000)
+
+    # The BentoML servers behind each endpoint.
+    serving_workers: int = Field(default=1, ge=1, le=64)
+    serving_ready_timeout_s: float = Field(default=120.0, gt=0)
+    serving_drain_timeout_s: float = Field(default=30.0, gt=0)
+    serving_stop_timeout_s: float = Field(default=20.0, gt=0)
+    # How often the deploy service checks that every active version still serves (restarting it if not).
+    serving_watch_interval_s: float = Field(default=5.0, gt=0)
+
+    # Prediction capture (monitoring feedback) inside each serving worker.
+    capture_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    capture_queue_size: int = Field(default=10_000, ge=1)
+    capture_batch_size: int = Field(default=500, ge=1, le=10_000)
+    capture_flush_interval_s: float = Field(default=1.0, gt=0)
+    # Predictions kept per worker so that ground truth sent later can be joined to them.
+    feedback_window: int = Field(default=10_000, ge=1)
+
+    @property
+    def bentoml_home(self) -> Path:
+        """The BentoML model store of this machine's servers."""
+        return self.state_dir / "bentoml"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and logs of the processes the deploy service starts."""
+        return self.state_dir / "deploy"
+
+    @property
+    def advertised_host(self) -> str:
+        """The host clients use to reach the endpoints."""
+        return self.serving_advertised_host or self.serving_host
+
+    @property
+    def serving_ports(self) -> range:
+        """The ports stable endpoints may listen on."""
+        return range(self.serving_port_base, self.serving_port_base + self.serving_port_count)

@@ -1,0 +1,61 @@
+"""Deploy settings: CONVEYOR_* variables, defaults for one machine, and what servers inherit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from services.deploy.rollout import server_environment, server_home, settings_environment
+from services.deploy.settings import DeploySettings
+
+
+def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CONVEYOR_STATE_DIR", str(tmp_path))
+    settings = DeploySettings()
+    assert (settings.deploy_port, settings.environment, settings.serving_workers) == (8100, "local", 1)
+    assert settings.deploy_base_url == "http://127.0.0.1:8100"
+    assert settings.serving_ports == range(8200, 8300)
+    assert settings.bentoml_home == tmp_path / "bentoml"
+
+
+def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_ENVIRONMENT", "staging")
+    monkeypatch.setenv("CONVEYOR_SERVING_WORKERS", "3")
+    monkeypatch.setenv("CONVEYOR_CAPTURE_SAMPLE_RATE", "0.1")
+    monkeypatch.setenv("CONVEYOR_SERVING_ADVERTISED_HOST", "models.internal")
+    settings = DeploySettings()
+    assert (settings.environment, settings.serving_workers, settings.capture_sample_rate) == (
+        "staging",
+        3,
+        0.1,
+    )
+    assert settings.advertised_host == "models.internal"
+    with pytest.raises(ValueError):
+        DeploySettings(capture_sample_rate=1.5)
+
+
+def test_servers_inherit_the_settings_and_never_phone_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONVEYOR_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    settings = DeploySettings(
+        state_dir=tmp_path, kafka_port=19092, minio_secret_key=SecretStr("s3cr3t"), capture_sample_rate=0.5
+    )
+    env = server_environment(settings)
+    assert env["BENTOML_DO_NOT_TRACK"] == "True"
+    assert env["BENTOML_HOME"] == str(tmp_path / "bentoml")
+    assert env["CONVEYOR_KAFKA_PORT"] == "19092" and env["CONVEYOR_CAPTURE_SAMPLE_RATE"] == "0.5"
+    assert "CONVEYOR_KAFKA_BOOTSTRAP_SERVERS" not in env  # unset stays unset, not "None"
+    # Servers read models from the local store: they never get the object store's keys.
+    assert not {"CONVEYOR_MINIO_SECRET_KEY", "CONVEYOR_MINIO_ACCESS_KEY", "CONVEYOR_API_TOKENS"} & set(env)
+    assert settings_environment(settings)["CONVEYOR_MINIO_SECRET_KEY"] == "s3cr3t"
+
+
+def test_each_server_has_a_home_of_its_own_sharing_the_model_store(tmp_path: Path) -> None:
+    settings = DeploySettings(state_dir=tmp_path)
+    home = server_home(settings, "server-churn-v2-4242")
+    assert (home / "models").resolve() == (settings.bentoml_home / "models").resolve()
+    assert server_home(settings, "server-churn-v2-4242") == home  # idempotent
+    assert server_environment(settings, home=home)["BENTOML_HOME"] == str(home)
