@@ -34,7 +34,7 @@ class ServiceContext:
     @property
     def group_id(self) -> str:
         """The Kafka consumer group of this service."""
-        return f"conveyor-{self.name}"
+        return f"{self.settings.consumer_group_prefix}-{self.name}"
 
     def subscribe(self, event_type: type[E], handler: Handler[E]) -> None:
         """Consume ``event_type`` with ``handler`` in this service's consumer group, safely."""

@@ -42,11 +42,16 @@ class Settings(BaseSettings):
     landing_bucket: str = "conveyor-landing"
     artifacts_bucket: str = "conveyor-artifacts"
 
+    # Each service consumes in the group "<prefix>-<service>"; another prefix is another, separate deployment.
+    consumer_group_prefix: str = Field(default="conveyor", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+
     # Consumption: bounded retries for transient errors, then the dead-letter topic.
     max_event_bytes: int = 1024 * 1024
-    retry_attempts: int = 5
+    # About 45 s in all: long enough for a server or a peer service to restart, short enough
+    # that a message which cannot succeed reaches its dead-letter topic within a minute.
+    retry_attempts: int = 8
     retry_initial_backoff_s: float = 0.5
-    retry_max_backoff_s: float = 10.0
+    retry_max_backoff_s: float = 15.0
     # Above the slowest handler (training), so a long fit does not make the consumer leave its group.
     max_poll_interval_ms: int = 30 * 60 * 1000
 

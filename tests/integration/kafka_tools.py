@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import Event
 from shared.settings import Settings
@@ -60,3 +61,28 @@ async def wait_for(condition: Callable[[], bool], *, timeout: float = 30.0, what
 def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     """A record's headers as text."""
     return {name: value.decode() for name, value in record.headers}
+
+
+async def start_group_at_end(settings: Settings, *, group_id: str, topics: list[str]) -> None:
+    """Commit ``group_id``'s offsets at the end of ``topics``, so it skips events of earlier runs."""
+    partitions = await partitions_of(settings, topics)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        await consumer.commit({p: await consumer.position(p) for p in partitions})
+    finally:
+        await consumer.stop()
+
+
+async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]

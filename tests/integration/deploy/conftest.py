@@ -18,10 +18,9 @@ from shared import topics
 from shared.messaging import ensure_topics
 from shared.settings import Settings
 from shared.storage import ArtifactStore, minio_client
-from tests.integration.deploy.fixtures import EventCollector, start_group_at_end
+from tests.integration.deploy.fixtures import EventCollector
 from tests.integration.deploy.service_process import DeployProcess, cleanup, wait_gone
-
-DEPLOY_GROUP = "conveyor-deploy"
+from tests.integration.kafka_tools import start_group_at_end
 
 
 def _free_port_range(count: int) -> int:
@@ -40,6 +39,8 @@ def deploy_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
         **settings.model_dump(),
     ).model_copy(
         update={
+            # A consumer group of its own: no other deploy service shares its partitions.
+            "consumer_group_prefix": f"test-{tag}",
             "artifacts_bucket": f"deploy-art-{tag}",
             "landing_bucket": f"deploy-land-{tag}",
             "state_dir": tmp_path_factory.mktemp("deploy-state"),
@@ -88,7 +89,9 @@ async def deploy_stack(
     """The deploy service as a process; stopping it must leave no server or router behind."""
     watched = [*PRODUCED, topics.PREDICTIONS_CAPTURED]
     await ensure_topics(deploy_settings, [*CONSUMED, *PRODUCED])
-    await start_group_at_end(deploy_settings, group_id=DEPLOY_GROUP, topics=list(CONSUMED))
+    await start_group_at_end(
+        deploy_settings, group_id=f"{deploy_settings.consumer_group_prefix}-deploy", topics=list(CONSUMED)
+    )
     collector = EventCollector(deploy_settings, watched)
     await collector.start()
     service = DeployProcess(deploy_settings)

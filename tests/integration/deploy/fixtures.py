@@ -13,8 +13,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 import pandas as pd
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
@@ -38,6 +37,7 @@ from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
 from shared.uris import ObjectLocation
+from tests.integration.kafka_tools import partitions_of
 
 TARGET = "target"
 E = TypeVar("E", bound=Event)
@@ -224,7 +224,7 @@ class EventCollector:
 
     async def start(self) -> None:
         """Position at the end of every partition, then collect in the background."""
-        partitions = await _partitions(self._settings, self._topics)
+        partitions = await partitions_of(self._settings, self._topics)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.bootstrap_servers, enable_auto_commit=False
         )
@@ -275,28 +275,3 @@ class EventCollector:
                     event_type = EVENT_BY_TOPIC.get(record.topic)
                     if event_type is not None and record.value is not None:
                         self.events.append(event_type.model_validate_json(record.value))
-
-
-async def start_group_at_end(settings: Settings, *, group_id: str, topics: list[str]) -> None:
-    """Commit ``group_id``'s offsets at the end of ``topics``, so it skips events of earlier runs."""
-    partitions = await _partitions(settings, topics)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({p: await consumer.position(p) for p in partitions})
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
