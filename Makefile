@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install up down status demo test test-unit test-integration lint schemas
+.PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ status: $(INSTALLED)
 demo: $(INSTALLED) ## the main job end to end: data arrival to a served prediction
 	$(BIN)/conveyor demo
 
-test: up ## every test, against the real servers
-	$(BIN)/pytest
+test: up ## every test, against the real servers (the fault suite is `make test-faults`)
+	$(BIN)/pytest --ignore=tests/faults
+
+test-faults: up ## the fault and bad-input suite: killed services, stopped servers, poison messages
+	$(BIN)/pytest tests/faults
+
+bench: up ## benchmarks with ratios against baselines measured in the same run (not part of make test)
+	$(BIN)/python -m tests.bench
 
 test-unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
