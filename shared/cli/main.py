@@ -7,9 +7,12 @@ import click
 from shared.cli.context import CliContext
 from shared.cli.data import data
 from shared.cli.demo import demo
+from shared.cli.dlq import dlq
+from shared.cli.docs import docs
 from shared.cli.events import events
 from shared.cli.models import models
 from shared.cli.pipeline import pipeline
+from shared.cli.serving import batch, deployments, predict
 from shared.cli.stack import down, status, up
 from shared.settings import Settings
 
@@ -22,7 +25,7 @@ def cli(ctx: click.Context, json_output: bool) -> None:
     ctx.obj = CliContext(settings=Settings(), json_output=json_output)
 
 
-for group in (up, down, status, demo, pipeline, data, models, events):
+for group in (up, down, status, demo, pipeline, data, models, predict, batch, deployments, events, docs, dlq):
     cli.add_command(group)
 
 

@@ -22,6 +22,9 @@ def create_broker(settings: Settings, *, telemetry: Telemetry | None = None) -> 
         acks="all",
         max_request_size=settings.kafka_max_message_bytes,
         middlewares=middlewares,
+        # Bodies reach the safe consumer as raw bytes: it validates them itself, so that a malformed
+        # one goes to the dead-letter topic instead of failing inside FastStream.
+        apply_types=False,
         # FastStream's messages then reach the root handler, which writes JSON lines with trace ids.
         logger=logging.getLogger("conveyor.kafka"),
     )

@@ -18,9 +18,7 @@ from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from faststream.params import NoCast
 from pydantic import ValidationError
 
 from shared.events import Event
@@ -94,12 +92,12 @@ def subscribe(
         max_event_bytes=settings.max_event_bytes,
     )
 
-    async def consume(body: bytes, message: KafkaMessage) -> None:
-        await consumer.consume(message)
+    async def consume(body: bytes) -> None:
+        await consumer.consume(broker.context.get("message"))
 
-    # The body stays raw bytes (NoCast): decoding is the safe consumer's job. Its declared type
-    # is what FastStream's AsyncAPI document shows as the channel's payload.
-    consume.__annotations__ = {"body": NoCast[event_type], "message": KafkaMessage, "return": None}  # type: ignore[misc,valid-type]
+    # The broker does not cast bodies (create_broker sets apply_types=False): decoding is the safe
+    # consumer's job. The declared type is what FastStream's AsyncAPI document shows as the payload.
+    consume.__annotations__ = {"body": event_type, "return": None}
 
     broker.subscriber(
         topic or event_type.topic,

@@ -111,3 +111,20 @@ def test_registry_mistakes_and_absence_are_reported(settings: Settings) -> None:
     assert_user_error(run("events", "tail", "--topic", "conveyor.nope"), "unknown topic")
     usage = run("models", "show", "churn", "not-a-number")
     assert usage.returncode == 2 and "not a valid integer" in usage.stderr
+
+
+def test_serving_commands_report_mistakes_and_absence(settings: Settings, tmp_path: Path) -> None:
+    nowhere = {"CONVEYOR_DEPLOY_PORT": str(free_port())}
+    assert_user_error(run("deployments", env=nowhere), "deploy service unreachable")
+    assert_user_error(run("predict", "churn", env=nowhere), "give rows with --row or a --file")
+    assert_user_error(run("predict", "churn", "--row", "not json", env=nowhere), "--row is not JSON")
+    assert_user_error(run("predict", "churn", "--row", '{"a": 1}', env=nowhere), "deploy service unreachable")
+    assert_user_error(run("batch", "churn", str(tmp_path / "none.csv")), "no such file")
+
+
+def test_docs_writes_the_event_contracts_page(tmp_path: Path) -> None:
+    page = tmp_path / "events.html"
+    result = run("docs", "--html", str(page), env={"BENTOML_DO_NOT_TRACK": "True"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    html = page.read_text()
+    assert "Conveyor events" in html and "conveyor.model.approved" in html
