@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import subprocess
 
 import httpx
 import pandas as pd
@@ -90,6 +92,32 @@ async def test_manual_approval_then_served_and_a_rejected_version_stays_out(
         p.prediction == t for p, t in zip(response.predictions, test_rows["target"].head(20), strict=True)
     )
     assert accuracy >= 17
+
+    # The README's curl form: one row as the JSON body.
+    curl = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            f"{deployed.endpoint_url}/v1/predict",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            json.dumps(rows[0]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert json.loads(curl.stdout)["predictions"][0]["prediction"] == response.predictions[0].prediction
+    pickled = httpx.post(
+        f"{deployed.endpoint_url}/v1/predict",
+        content=b"\x80\x04N.",
+        headers={"content-type": "application/python-pickle"},
+    )
+    assert 400 <= pickled.status_code < 500
 
     second = await arrive(stack, pipeline_name, breast_cancer(seed=1))
     assert second.version == 2
