@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
 from services.deploy.api import create_router
 from services.deploy.batch import BatchJobs
@@ -22,6 +22,7 @@ from services.deploy.rollout import Rollout
 from services.deploy.settings import DeploySettings
 from shared import topics
 from shared.auth import TokenBook
+from shared.health import add_health_routes
 from shared.messaging import ensure_topics
 from shared.service import ServiceContext, build_context
 from shared.spec_store import SpecStore
@@ -108,16 +109,6 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
         )
     )
 
-    @app.get("/health/live", tags=["health"])
-    async def live() -> dict[str, str]:
-        """The process answers."""
-        return {"status": "live"}
-
-    @app.get("/health/ready", tags=["health"], responses={503: {}})
-    async def ready() -> dict[str, str]:
-        """The endpoints are restored and the Kafka consumers run."""
-        if not app.state.ready:
-            raise HTTPException(503, "starting")
-        return {"status": "ready"}
+    add_health_routes(app, ready_means="The endpoints are restored and the Kafka consumers run.")
 
     return app

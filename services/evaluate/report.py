@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from html import escape
 
 import numpy as np
@@ -13,21 +13,11 @@ from matplotlib.figure import Figure
 
 from services.evaluate.metrics import Scores
 from shared.events.envelope import ChampionComparison, GateResult
+from shared.html_report import cells, page, table, table_html
 from shared.pipeline_spec import HIGHER_IS_BETTER
 
 # Past this many classes the matrix cells are too small to print counts in.
 _ANNOTATED_CLASSES = 20
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #1d2329; }
-table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
-th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: left; }
-th { background: #f3f5f7; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.failed { color: #b42318; font-weight: 600; } .passed { color: #1a7f37; }
-.banner { padding: 0.6rem 1rem; border-radius: 6px; display: inline-block; font-weight: 600; }
-.banner.passed { background: #dafbe1; } .banner.failed { background: #ffebe9; }
-img { max-width: 100%; }
-"""
 
 
 def render_plot(scores: Scores) -> bytes:
@@ -67,22 +57,22 @@ def render_evaluation_report(
         r = scores.residuals
         rows = [["mean", r.mean], ["std", r.std], ["min", r.min], ["max", r.max]]
         rows += [[name, value] for name, value in r.quantiles.items()]
-        parts += ["<h2>Residuals (actual - predicted)</h2>", _table(["", "value"], rows)]
+        parts += ["<h2>Residuals (actual - predicted)</h2>", table(["", "value"], rows)]
     if scores.by_group:
         parts += _group_sections(scores)
     if plot_png is not None:
         data = base64.b64encode(plot_png).decode()
         parts.append(f'<h2>Plot</h2><img alt="evaluation plot" src="data:image/png;base64,{data}">')
-    return _page(f"Evaluation report: {pipeline}", parts)
+    return page(f"Evaluation report: {pipeline}", parts)
 
 
 def _gates_table(gates: Sequence[GateResult]) -> str:
     rows = []
     for g in gates:
         status = "passed" if g.passed else "failed"
-        cells = _cells([g.gate, g.metric, g.value, g.threshold, g.message])
-        rows.append(f'<td class="{status}">{status}</td>{cells}')
-    return _table_html(["status", "gate", "metric", "value", "threshold", "detail"], rows)
+        values = cells([g.gate, g.metric, g.value, g.threshold, g.message])
+        rows.append(f'<td class="{status}">{status}</td>{values}')
+    return table_html(["status", "gate", "metric", "value", "threshold", "detail"], rows)
 
 
 def _metrics_table(scores: Scores, *, champion: ChampionComparison | None) -> str:
@@ -96,13 +86,13 @@ def _metrics_table(scores: Scores, *, champion: ChampionComparison | None) -> st
             row.append(champion.champion_metrics.get(name))
         row.append("higher" if HIGHER_IS_BETTER.get(name, True) else "lower")
         rows.append(row)
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def _confusion_table(scores: Scores) -> str:
     header = ["actual \\ predicted", *scores.labels]
     rows = [[label, *counts] for label, counts in zip(scores.labels, scores.confusion_matrix, strict=True)]
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def _group_sections(scores: Scores) -> list[str]:
@@ -110,11 +100,11 @@ def _group_sections(scores: Scores) -> list[str]:
     rows = [[key, g.rows, *(g.metrics.get(n) for n in names)] for key, g in scores.by_group.items()]
     parts = [
         f"<h2>By {escape(scores.sensitive_attribute or 'group')}</h2>",
-        _table(["group", "rows", *names], rows),
+        table(["group", "rows", *names], rows),
     ]
     if scores.group_gaps:
         gaps = [[name, gap] for name, gap in scores.group_gaps.items()]
-        parts += ["<h3>Gap between groups (best - worst)</h3>", _table(["metric", "gap"], gaps)]
+        parts += ["<h3>Gap between groups (best - worst)</h3>", table(["metric", "gap"], gaps)]
     return parts
 
 
@@ -159,40 +149,3 @@ def _residual_figure(scores: Scores) -> Figure:
     right.set_title("Residuals")
     figure.tight_layout()
     return figure
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    return _table_html(header, [_cells(row) for row in rows])
-
-
-def _table_html(header: Sequence[str], rows: Iterable[str]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join(f"<tr>{row}</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cells(values: Sequence[object]) -> str:
-    out = []
-    for value in values:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out.append(f'<td class="num">{_number(value)}</td>')
-        else:
-            out.append(f"<td>{escape('' if value is None else str(value))}</td>")
-    return "".join(out)
-
-
-def _number(value: float) -> str:
-    if 1e4 <= abs(value) < 1e15:
-        return f"{value:,.0f}"
-    if float(value).is_integer():
-        return str(int(value))
-    return escape(f"{value:.4g}")
-
-
-def _page(title: str, parts: Sequence[str]) -> str:
-    body = "\n".join(parts)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>\n"
-        f"<body>\n{body}\n</body></html>\n"
-    )

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
 from services.registry.api import create_router
 from services.registry.handlers import register_handlers
@@ -14,6 +14,7 @@ from services.registry.journal_store import JournalStore
 from services.registry.registry import Registry
 from shared import topics
 from shared.auth import TokenBook
+from shared.health import add_health_routes
 from shared.messaging import ensure_topics
 from shared.service import ServiceContext, build_context
 from shared.settings import Settings
@@ -61,16 +62,6 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     tokens = TokenBook.from_secret(settings.api_tokens)
     app.include_router(create_router(registry, tokens=tokens, publish=context.publisher.publish))
 
-    @app.get("/health/live", tags=["health"])
-    async def live() -> dict[str, str]:
-        """The process answers."""
-        return {"status": "live"}
-
-    @app.get("/health/ready", tags=["health"], responses={503: {}})
-    async def ready() -> dict[str, str]:
-        """The journal is loaded and the Kafka consumers run."""
-        if not app.state.ready:
-            raise HTTPException(503, "starting")
-        return {"status": "ready"}
+    add_health_routes(app, ready_means="The journal is loaded and the Kafka consumers run.")
 
     return app
