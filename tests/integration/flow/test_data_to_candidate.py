@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import uuid
@@ -10,10 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from shared.clients.events import EventWatcher, publish_data_arrival
+from shared.clients.events import EventWatcher, approved_models, publish_data_arrival
 from shared.events import (
     DatasetRejected,
     DatasetValidated,
+    ModelApproved,
     ModelEvaluated,
     ModelRegistered,
     ModelTrained,
@@ -261,3 +263,27 @@ async def test_one_data_arrival_is_one_trace_across_the_services(
     expected = {f"conveyor-{name}" for name in ("sdk", "ingest", "train", "evaluate", "registry")}
     # Spans are exported in batches every few seconds.
     await wait_for(lambda: expected <= services_in_trace(), timeout=30, what=f"spans of {sorted(expected)}")
+
+
+async def test_approved_models_can_be_followed_from_the_sdk(
+    flow_settings: Settings, services: dict[str, ServiceProcess], specs: SpecStore
+) -> None:
+    spec = apply(
+        specs,
+        name=new_pipeline("follow"),
+        target="target",
+        task="classification",
+        estimator={"path": "sklearn.linear_model.LogisticRegression"},
+    )
+    arrival = await publish_data_arrival(
+        flow_settings, pipeline=spec.name, data=csv_bytes(breast_cancer()), filename="bc.csv"
+    )
+
+    async def first_approval() -> ModelApproved:
+        async for approved in approved_models(flow_settings, pipeline=spec.name, from_beginning=True):
+            return approved
+        raise AssertionError("the stream ended")
+
+    approved = await asyncio.wait_for(first_approval(), timeout=120)
+    assert approved.correlation_id == arrival.correlation_id
+    assert approved.version == 1 and approved.lineage.spec_version == spec.version
