@@ -19,8 +19,8 @@ install: $(INSTALLED) ## Python environment with the project and its dev tools
 up: $(INSTALLED) ## start Kafka and MinIO (built or fetched once, cached under ~/.cache/conveyor)
 	$(BIN)/python -m infra up
 
-down: $(INSTALLED) ## stop them by process id; data stays in the state directory
-	$(BIN)/python -m infra down
+down: $(INSTALLED) ## stop the services (if any), Kafka and MinIO by process id; data stays
+	$(BIN)/conveyor down
 
 status: $(INSTALLED)
 	$(BIN)/python -m infra status
