@@ -19,7 +19,7 @@ from services.registry.api_models import (
 )
 from services.registry.model_group import ModelGroup, TransitionError
 from services.registry.registry import Registry
-from shared.auth import Principal, TokenBook
+from shared.auth import Principal, TokenBook, credentials_first
 from shared.events import Event, VersionStatus
 
 PipelinePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
@@ -32,6 +32,7 @@ def create_router(
 ) -> APIRouter:
     """Routes over ``registry``; decisions are published with ``publish``."""
     router = APIRouter(prefix="/v1")
+    decisions = APIRouter(route_class=credentials_first(tokens, role="approver"))
 
     def group_of(pipeline: str) -> ModelGroup:
         try:
@@ -49,12 +50,14 @@ def create_router(
         """Every model group."""
         return [GroupSummary.of(group) for _, group in sorted(registry.groups.items())]
 
-    @router.get("/groups/{pipeline}", response_model=GroupSummary, tags=["read"])
+    @router.get("/groups/{pipeline}", response_model=GroupSummary, tags=["read"], responses={404: {}})
     async def get_group(pipeline: PipelinePath) -> GroupSummary:
         """One model group."""
         return GroupSummary.of(group_of(pipeline))
 
-    @router.get("/groups/{pipeline}/versions", response_model=list[VersionSummary], tags=["read"])
+    @router.get(
+        "/groups/{pipeline}/versions", response_model=list[VersionSummary], tags=["read"], responses={404: {}}
+    )
     async def list_versions(
         pipeline: PipelinePath, status_filter: Annotated[VersionStatus | None, Query(alias="status")] = None
     ) -> list[VersionSummary]:
@@ -63,7 +66,12 @@ def create_router(
         versions = sorted(group.versions.values(), key=lambda v: v.number)
         return [VersionSummary.of(group, v) for v in versions if status_filter in (None, v.status)]
 
-    @router.get("/groups/{pipeline}/versions/{version}", response_model=VersionDetail, tags=["read"])
+    @router.get(
+        "/groups/{pipeline}/versions/{version}",
+        response_model=VersionDetail,
+        tags=["read"],
+        responses={404: {}},
+    )
     async def get_version(pipeline: PipelinePath, version: VersionPath) -> VersionDetail:
         """One version with metrics, lineage, report links, audit trail and deployments."""
         group = group_of(pipeline)
@@ -71,7 +79,9 @@ def create_router(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pipeline} has no version {version}")
         return VersionDetail.of(group, group.versions[version])
 
-    @router.get("/groups/{pipeline}/champion", response_model=VersionDetail, tags=["read"])
+    @router.get(
+        "/groups/{pipeline}/champion", response_model=VersionDetail, tags=["read"], responses={404: {}}
+    )
     async def get_champion(pipeline: PipelinePath) -> VersionDetail:
         """The most recently approved version."""
         group = group_of(pipeline)
@@ -80,7 +90,12 @@ def create_router(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pipeline} has no approved version")
         return VersionDetail.of(group, champion)
 
-    @router.get("/groups/{pipeline}/history", response_model=list[DeploymentRecord], tags=["read"])
+    @router.get(
+        "/groups/{pipeline}/history",
+        response_model=list[DeploymentRecord],
+        tags=["read"],
+        responses={404: {}},
+    )
     async def promotion_history(
         pipeline: PipelinePath,
         environment: Annotated[str | None, Query(max_length=200)] = None,
@@ -110,11 +125,11 @@ def create_router(
         await publish(event)
         return VersionDetail.of(registry.group(pipeline), decided)
 
-    @router.post(
+    @decisions.post(
         "/groups/{pipeline}/versions/{version}/approve",
         response_model=VersionDetail,
         tags=["decide"],
-        responses={401: {}, 403: {}, 404: {}, 409: {}},
+        responses={400: {}, 401: {}, 403: {}, 404: {}, 409: {}},
     )
     async def approve(
         pipeline: PipelinePath,
@@ -125,11 +140,11 @@ def create_router(
         """Approve a version pending manual approval (approver role)."""
         return await decide(pipeline, version, request, principal, approve=True)
 
-    @router.post(
+    @decisions.post(
         "/groups/{pipeline}/versions/{version}/reject",
         response_model=VersionDetail,
         tags=["decide"],
-        responses={401: {}, 403: {}, 404: {}, 409: {}},
+        responses={400: {}, 401: {}, 403: {}, 404: {}, 409: {}},
     )
     async def reject(
         pipeline: PipelinePath,
@@ -140,4 +155,5 @@ def create_router(
         """Reject a version pending manual approval (approver role)."""
         return await decide(pipeline, version, request, principal, approve=False)
 
+    router.include_router(decisions)
     return router

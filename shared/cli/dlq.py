@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, get_args
@@ -134,6 +135,7 @@ async def read_dead_letters(settings: Settings, topic: str) -> DeadLetters:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         enable_auto_commit=False,
+        auto_offset_reset="earliest",
         request_timeout_ms=_TIMEOUT_MS,
         fetch_max_bytes=settings.kafka_max_message_bytes * 2,
         max_partition_fetch_bytes=settings.kafka_max_message_bytes,
@@ -142,10 +144,18 @@ async def read_dead_letters(settings: Settings, topic: str) -> DeadLetters:
     try:
         consumer.assign(partitions)
         ends = {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
-        await consumer.seek_to_beginning(*partitions)
+        # An explicit seek: seek_to_beginning can lose a race with the reset that assign() starts.
+        for tp, offset in (await consumer.beginning_offsets(partitions)).items():
+            consumer.seek(tp, offset)
         records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + _TIMEOUT_MS / 1000
         while any([await consumer.position(tp) < ends[tp.partition] for tp in partitions]):
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
+            batches = (await consumer.getmany(timeout_ms=500)).values()
+            if batches:
+                deadline = time.monotonic() + _TIMEOUT_MS / 1000
+            elif time.monotonic() > deadline:
+                raise UserError(f"timed out reading {name} from Kafka at {settings.bootstrap_servers}")
+            for batch in batches:
                 records.extend(r for r in batch if r.offset < ends[r.partition])
     finally:
         await consumer.stop()
@@ -300,17 +310,17 @@ def list_letters(cli: CliContext, topic: str, reason: str | None) -> None:
     rows = [
         [
             f"{x.partition}@{x.offset}",
-            f"{x.source_topic}[{x.source_partition}]@{x.source_offset}",
+            f"{x.source_partition}@{x.source_offset}",
             x.reason,
             x.attempts,
-            f"{x.error_type}: {_short(x.error)}",
-            x.failed_at[:19],
+            x.failed_at[5:19].replace("T", " "),
             "yes" if found.replayed(x) else "no",
+            f"{x.error_type}: {_short(x.error)}",
         ]
         for x in letters
     ]
-    title = f"{found.topic}: {len(letters)} letters"
-    print_table(title, ["letter", "source", "reason", "attempts", "error", "failed at", "replayed"], rows)
+    title = f"{found.topic}: {len(letters)} letters from {found.topic.removesuffix(DEAD_LETTER_SUFFIX)}"
+    print_table(title, ["letter", "source", "reason", "tries", "failed at", "replayed", "error"], rows)
 
 
 @dlq.command("replay")
@@ -338,4 +348,4 @@ def replay_letters(cli: CliContext, topic: str, reason: str | None, limit: int |
 
 def _short(text: str) -> str:
     line = text.splitlines()[0] if text else ""
-    return line if len(line) <= 80 else line[:77] + "..."
+    return line if len(line) <= 60 else line[:57] + "..."

@@ -147,7 +147,10 @@ class EventWatcher:
         for record in self.records:
             if record.topic != event_type.topic:
                 continue
-            event = event_type.model_validate_json(record.value)
+            try:
+                event = event_type.model_validate_json(record.value)
+            except ValueError:  # a malformed record (it went to the dead-letter topic): no event of ours
+                continue
             if event.correlation_id == correlation_id:
                 found.append(event)
         return found

@@ -7,6 +7,7 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,25 +42,32 @@ class Stack:
         return {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def stack_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Ports, consumer groups and a state directory that no other test shares."""
+def isolated_settings(settings: Settings, *, state_dir: Path, prefix: str = "e2e") -> Settings:
+    """Ports, consumer groups, buckets and a state directory that no other stack shares.
+
+    Buckets of its own: a deploy service restores every deployment recorded in its bucket, and
+    must not start the endpoints of earlier runs.
+    """
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     return settings.model_copy(
         update={
-            "consumer_group_prefix": f"e2e-{uuid.uuid4().hex[:8]}",
+            "consumer_group_prefix": name,
+            "landing_bucket": f"{name}-landing",
+            "artifacts_bucket": f"{name}-artifacts",
             "registry_port": free_port(),
             "deploy_port": free_port(),
-            "state_dir": tmp_path_factory.mktemp("e2e-state"),
+            "state_dir": state_dir,
         }
     )
 
 
-@pytest.fixture(scope="module")
-def stack_env(stack_settings: Settings) -> dict[str, str]:
-    """The environment the service processes run with."""
+def service_env(stack_settings: Settings) -> dict[str, str]:
+    """The environment the service processes of a stack run with."""
     env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
     env.update(
         CONVEYOR_CONSUMER_GROUP_PREFIX=stack_settings.consumer_group_prefix,
+        CONVEYOR_LANDING_BUCKET=stack_settings.landing_bucket,
+        CONVEYOR_ARTIFACTS_BUCKET=stack_settings.artifacts_bucket,
         CONVEYOR_REGISTRY_PORT=str(stack_settings.registry_port),
         CONVEYOR_DEPLOY_PORT=str(stack_settings.deploy_port),
         CONVEYOR_STATE_DIR=str(stack_settings.state_dir),
@@ -70,9 +78,9 @@ def stack_env(stack_settings: Settings) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-async def stack(stack_settings: Settings, stack_env: dict[str, str]) -> AsyncIterator[Stack]:
-    """Everything running; stopped (by pid) when the module's tests are done."""
+@asynccontextmanager
+async def running_stack(stack_settings: Settings, env: dict[str, str]) -> AsyncIterator[Stack]:
+    """All five services as processes until the block ends; then stopped by pid."""
     topics = [event.topic for event in ALL_EVENTS]
     await ensure_topics(stack_settings, topics)
     for name in SERVICES:  # new groups skip what earlier tests published
@@ -90,7 +98,7 @@ async def stack(stack_settings: Settings, stack_env: dict[str, str]) -> AsyncIte
                 "deploy": stack_settings.deploy_base_url,
             }.get(name)
             process = ServiceProcess(
-                name, env=stack_env, log_dir=log_dir, ready_url=f"{url}/health/ready" if url else None
+                name, env=env, log_dir=log_dir, ready_url=f"{url}/health/ready" if url else None
             )
             await asyncio.to_thread(process.start, timeout=120)
             processes[name] = process
@@ -106,6 +114,25 @@ async def stack(stack_settings: Settings, stack_env: dict[str, str]) -> AsyncIte
         for process in reversed(processes.values()):
             await asyncio.to_thread(process.stop)
         await watcher.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Ports, consumer groups and a state directory that no other test shares."""
+    return isolated_settings(settings, state_dir=tmp_path_factory.mktemp("e2e-state"))
+
+
+@pytest.fixture(scope="module")
+def stack_env(stack_settings: Settings) -> dict[str, str]:
+    """The environment the service processes run with."""
+    return service_env(stack_settings)
+
+
+@pytest.fixture(scope="module")
+async def stack(stack_settings: Settings, stack_env: dict[str, str]) -> AsyncIterator[Stack]:
+    """Everything running; stopped (by pid) when the module's tests are done."""
+    async with running_stack(stack_settings, stack_env) as running:
+        yield running
 
 
 @pytest.fixture

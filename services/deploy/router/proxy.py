@@ -133,6 +133,9 @@ class Router:
             headers=headers,
             data=body if body else None,
             allow_redirects=False,
+            # Forward the client's Content-Type (or its absence): aiohttp would otherwise add
+            # application/octet-stream, which the endpoint refuses as not JSON.
+            skip_auto_headers=("Content-Type",),
         ) as answer:
             payload = await answer.read()
             response_headers = CIMultiDict(

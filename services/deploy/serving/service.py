@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.deploy.serving.endpoint import LoadedModel, answer, join_feedback
+from services.deploy.serving.errors import ErrorObjects
 from services.deploy.serving.guard import JsonOnly
 from services.deploy.serving.io import Rows, RowsInput
 from services.deploy.serving.metrics import serving_metrics
@@ -91,3 +92,4 @@ class PredictionService:
 
 
 PredictionService.add_asgi_middleware(JsonOnly)  # type: ignore[attr-defined]
+PredictionService.add_asgi_middleware(ErrorObjects)  # type: ignore[attr-defined]
