@@ -1,0 +1,169 @@
+"""The deploy service as a process with buckets, ports and consumer groups of its own, for benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from services.deploy.app import CONSUMED, PRODUCED
+from services.deploy.processes import tagged
+from services.deploy.rollout import _socket_dir
+from services.deploy.router.client import RouterControl
+from services.deploy.settings import DeploySettings
+from shared import topics
+from shared.events import (
+    BatchPredictionCompleted,
+    BatchPredictionFailed,
+    BatchPredictionRequested,
+    DeploymentTarget,
+    Event,
+    ModelApproved,
+    ModelDeployed,
+)
+from shared.messaging import ensure_topics
+from shared.storage import ArtifactStore, minio_client
+from tests.bench.harness import BenchContext, free_port, free_port_range, remove_bucket, wait_until
+from tests.bench.models import Fitted
+from tests.integration.deploy.fixtures import (
+    EventCollector,
+    approval,
+    model_artifact,
+    publish,
+    store_training_outputs,
+)
+from tests.integration.deploy.service_process import DeployProcess, cleanup, wait_gone
+from tests.integration.kafka_tools import start_group_at_end
+
+
+def deploy_settings(context: BenchContext, *, name: str) -> DeploySettings:
+    """Deploy settings no test or other benchmark shares (buckets, groups, ports, state)."""
+    tag = f"{context.run_id}-{name}"
+    return DeploySettings(**context.settings.model_dump()).model_copy(
+        update={
+            "consumer_group_prefix": f"bench-{tag}",
+            "artifacts_bucket": f"bench-art-{tag}",
+            "landing_bucket": f"bench-land-{tag}",
+            "state_dir": context.scratch(f"deploy-{name}"),
+            "deploy_port": free_port(),
+            "serving_port_base": free_port_range(10),
+            "serving_port_count": 10,
+        }
+    )
+
+
+@dataclass
+class DeployStack:
+    """A running deploy service, a producer to talk to it and a collector of what it publishes."""
+
+    settings: DeploySettings
+    store: ArtifactStore
+    service: DeployProcess
+    collector: EventCollector
+    producer: AIOKafkaProducer
+
+    @classmethod
+    async def start(cls, context: BenchContext, *, name: str) -> DeployStack:
+        """Start the deploy service (and wait until it is ready)."""
+        settings = deploy_settings(context, name=name)
+        store = ArtifactStore.from_settings(settings)
+        await asyncio.to_thread(store.ensure_buckets)
+        await ensure_topics(settings, [*CONSUMED, *PRODUCED])
+        group = f"{settings.consumer_group_prefix}-deploy"
+        await start_group_at_end(settings, group_id=group, topics=list(CONSUMED))
+        collector = EventCollector(settings, [*PRODUCED, topics.PREDICTIONS_CAPTURED])
+        await collector.start()
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True)
+        await producer.start()
+        service = DeployProcess(settings)
+        await service.start(timeout=120)
+        return cls(settings=settings, store=store, service=service, collector=collector, producer=producer)
+
+    async def deploy(self, fitted: Fitted, *, version: int = 1) -> str:
+        """Store ``fitted`` as the registry would find it, approve it, and return its endpoint's URL."""
+        await publish(self.producer, await self._approval(fitted, version=version, realtime=True))
+        found = await self.collector.wait_for(
+            ModelDeployed, pipeline=fitted.spec.name, where=lambda e: e.version == version, timeout=180
+        )
+        return found[0].endpoint_url
+
+    async def approve_for_batch(self, fitted: Fitted, *, version: int = 1) -> None:
+        """Approve ``fitted`` for batch jobs only (no endpoint), and wait until the service knows it."""
+        await publish(self.producer, await self._approval(fitted, version=version, realtime=False))
+        url = f"{self.settings.deploy_base_url}/v1/deployments/{fitted.spec.name}"
+
+        async def known() -> bool:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                answer = await client.get(url)
+                return answer.is_success and version in answer.json()["versions"]
+
+        await wait_until(known, timeout_s=120, what=f"{fitted.spec.name} v{version} known to deploy")
+
+    async def _approval(self, fitted: Fitted, *, version: int, realtime: bool) -> ModelApproved:
+        published = await asyncio.to_thread(
+            store_training_outputs,
+            self.store,
+            bucket=self.settings.artifacts_bucket,
+            spec=fitted.spec,
+            data=fitted.data,
+            artifact=model_artifact(fitted.model),
+            version=version,
+        )
+        event = approval(published, version=version)
+        target = DeploymentTarget(realtime=realtime, batch=True)
+        return event.model_copy(update={"deployment": target})
+
+    async def upstream(self, pipeline: str) -> str:
+        """The URL of the BentoML server behind the pipeline's router (to measure without the proxy)."""
+        control = RouterControl(_socket_dir(self.settings.run_dir) / f"{pipeline}.sock")
+        try:
+            return str((await control.status())["active"])
+        finally:
+            await control.close()
+
+    def server_pids(self, pipeline: str) -> list[int]:
+        """Pids of the BentoML server processes (arbiter and workers) of a pipeline."""
+        return tagged(f"{self.settings.run_dir.resolve()}::server-{pipeline}-", exact=False)
+
+    async def batch(self, event: BatchPredictionRequested, *, timeout_s: float) -> BatchPredictionCompleted:
+        """Request a batch job and wait for its completion (a failure is raised)."""
+        await publish(self.producer, event)
+
+        def outcome() -> list[Event]:
+            return [
+                e
+                for e in self.collector.events
+                if isinstance(e, BatchPredictionCompleted | BatchPredictionFailed)
+                and e.causation_id == event.event_id
+            ]
+
+        async def finished() -> bool:
+            return bool(outcome())
+
+        await wait_until(finished, timeout_s=timeout_s, what="batch prediction", poll_s=0.02)
+        done = outcome()[0]
+        if not isinstance(done, BatchPredictionCompleted):
+            raise RuntimeError(f"the batch job failed: {done}")
+        return done
+
+    async def stop(self) -> None:
+        """Stop the service (it stops its routers and servers), then remove the scratch buckets."""
+        with contextlib.suppress(Exception):
+            await self.service.stop()
+        left = await wait_gone(self.service.tag(), timeout=30)
+        if left:
+            cleanup(self.service.tag())  # only processes carrying this run's own tag
+        await self.collector.stop()
+        await self.producer.stop()
+        client = minio_client(self.settings)
+        for bucket in self.store.buckets:
+            await asyncio.to_thread(remove_bucket, client, bucket)
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the service and its children log."""
+        return self.settings.run_dir / "logs"
