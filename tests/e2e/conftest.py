@@ -75,6 +75,8 @@ def service_env(stack_settings: Settings) -> dict[str, str]:
         CONVEYOR_SERVING_PORT_COUNT="20",
         CONVEYOR_API_TOKENS=f'{{"{TOKEN}": {{"user": "e2e-approver", "role": "approver"}}}}',
     )
+    if stack_settings.trace_file is not None:
+        env["CONVEYOR_TRACE_FILE"] = str(stack_settings.trace_file)
     return env
 
 
@@ -119,7 +121,9 @@ async def running_stack(stack_settings: Settings, env: dict[str, str]) -> AsyncI
 @pytest.fixture(scope="module")
 def stack_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Ports, consumer groups and a state directory that no other test shares."""
-    return isolated_settings(settings, state_dir=tmp_path_factory.mktemp("e2e-state"))
+    state_dir = tmp_path_factory.mktemp("e2e-state")
+    isolated = isolated_settings(settings, state_dir=state_dir)
+    return isolated.model_copy(update={"trace_file": state_dir / "spans.jsonl"})
 
 
 @pytest.fixture(scope="module")

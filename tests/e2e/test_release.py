@@ -174,3 +174,31 @@ async def test_registry_killed_mid_flow_loses_and_duplicates_nothing(
         for arrival in arrivals
     }
     assert all(len(found) == 1 for found in numbers.values()), numbers
+
+
+async def test_one_arrival_is_one_trace_through_all_five_services(stack: Stack, pipeline_name: str) -> None:
+    apply(stack, pipeline_name, approval="auto")
+    arrival = await publish_data_arrival(
+        stack.settings,
+        pipeline=pipeline_name,
+        data=breast_cancer().to_csv(index=False).encode(),
+        filename="bc.csv",
+    )
+    await stack.watcher.wait_for(ModelDeployed, correlation_id=arrival.correlation_id, timeout=180)
+    trace_file = stack.settings.trace_file
+    assert trace_file is not None
+
+    def services_in_trace() -> set[str]:
+        spans = [json.loads(line) for line in trace_file.read_text().splitlines()]
+        ours = [
+            s for s in spans if s["attributes"].get("conveyor.correlation_id") == str(arrival.correlation_id)
+        ]
+        if not ours:
+            return set()
+        return {s["service"] for s in spans if s["trace_id"] == ours[0]["trace_id"]}
+
+    expected = {f"conveyor-{name}" for name in ("sdk", "ingest", "train", "evaluate", "registry", "deploy")}
+    deadline = asyncio.get_running_loop().time() + 30
+    while not expected <= services_in_trace():  # spans are exported in batches every few seconds
+        assert asyncio.get_running_loop().time() < deadline, f"trace holds {sorted(services_in_trace())}"
+        await asyncio.sleep(0.5)
