@@ -37,16 +37,16 @@ TARGETS: dict[Kind, float] = {"lr": 0.5, "rf": 0.8}
 
 ANALYSIS = """
 For the logistic regression the model is nearly free (0.25 s for a million rows in process), so
-the job is bound by moving data: downloading and parsing 252 MB of Parquet (about 1 s), the
-feature frame (`features_frame` re-types every numeric column into a new, unconsolidated frame,
-which then makes the pipeline's own conversion slower: 0.8 s for predict + predict_proba against
-0.25 s in the baseline), the output table and Parquet, and the upload; the rest (about 1.4 s)
-is the Kafka hop, the model-store check and a process whose memory is not yet warm. Any job that
-must read and write the data cannot reach 0.5x of an in-memory LR predict without overlapping
-I/O and compute (scoring row group by row group while the next is read). For the random forest
-the trees dominate and the job walks them twice (`predict`, then `predict_proba`: 4.9 s against
-the baseline's 2.4 s); one pass would bring the job to about 0.6x, and overlapping I/O the rest
-of the way towards 0.8x. The job is one thread by design.
+the job is bound by moving data: downloading and parsing 252 MB of Parquet (about 0.9 s), the
+feature frame (`features_frame` copies and re-types every numeric column into a new,
+unconsolidated frame: 0.1-0.5 s, and the pipeline's own conversion of that frame then makes
+predict + predict_proba take 0.8-1.0 s against 0.25 s in the baseline), the output table and
+Parquet, and the upload; the rest (about 1 s) is the Kafka hop, the model-store check and a
+process whose memory is not yet warm. A job that must read and write the data cannot reach 0.5x
+of an in-memory LR predict without overlapping I/O and compute (scoring row group by row group
+while the next is read). For the random forest the trees dominate and the job walks them twice
+(`predict`, then `predict_proba`: 5-6 s against the baseline's 2.4-3.3 s); one pass would bring
+the job to about 0.7x, and overlapping the I/O towards 0.8x. The job is one thread by design.
 """
 
 

@@ -33,38 +33,40 @@ UTILISATION = 0.25  # of the slowest endpoint's single-client service time: the 
 
 LATENCY_ANALYSIS = """
 The model is most of every figure, and Conveyor asks more of it. In process, one row through the
-platform's fitted pipeline costs 2.2-2.5 ms of ColumnTransformer preprocessing before the
+platform's fitted pipeline costs about 2 ms of ColumnTransformer preprocessing before the
 estimator runs; Conveyor's `predict_frame` then calls the estimator twice (`predict`, then
 `predict_proba`), where the Starlette baseline takes the label as the arg-max of one
 `predict_proba` and MLflow answers `predict` alone. For the logistic regression the second call
 is 0.1 ms; for the forest it is a second walk over 100 trees, about 5 ms, which is most of the
-gap to both baselines (Conveyor's model work 15.3 ms in process against the baseline's 10.8 ms).
-Around the model, the router hop costs about 1-1.7 ms at p50 (1.2 ms of router CPU per request,
-half of it socket reads and writes), and inside the BentoML worker the sampled profile puts
-about a tenth of the busy time in BentoML's OpenTelemetry middleware (spans are made even at
-sample rate 0), another tenth in socket writes, 6 % in BentoML's request path and 7 % in
-Conveyor's own request code; pydantic (parsing the row, building the response) is about 1 %,
-capture and metrics 1-4 %. The p99 targets are missed on tails set by the machine, not by a
-slow path: the baselines' own p99 are 1.6-2.5x their p50 on the same shared two cores, and
-Conveyor has more processes to be scheduled (client, router, worker, capture publishing to Kafka,
-the deploy service's drift checks), so its rare stalls are longer.
+gap to both baselines (Conveyor's model work 14-15 ms in process against 9-11 ms for the
+baseline's). Around the model, the router costs 1.1 ms of CPU per request (a third of it socket
+reads and writes) and 0.4-1.7 ms at p50, which is within the noise at these rates; inside the
+BentoML worker the sampled profile puts 4-12 % of the busy time in BentoML's OpenTelemetry
+middleware (it makes spans even at sample rate 0), 4-10 % in socket writes, 4-6 % in BentoML's
+request path and 1-6 % in Conveyor's own request code; pydantic (parsing the row, building the
+response) is about 1 %, capture and metrics 1-3 %. The p99 misses are occasional stalls of
+80-190 ms in some rounds: they hit the direct path to the BentoML server as often as the routed
+one, so they arise in the worker or the machine, not in the router, and the bare Starlette route
+shows none in the same rounds. Not isolated here; the candidates are the worker's capture
+flusher and Kafka producer sharing its event loop, the deploy service's drift checks of the
+captured predictions on the other core, and other users' load on this shared machine.
 """
 
 THROUGHPUT_ANALYSIS = """
 At 32 clients every endpoint is CPU-bound on two cores that it shares with the load generator,
 Kafka and MinIO, so throughput is about the available CPU divided by CPU per request. Conveyor
-spends about 19.5 ms of worker CPU per random-forest request (the second estimator pass is 5 ms
-of it) plus 1.2 ms in the router and about 1 ms in the deploy service and Kafka for capture and
-drift checks, against 12.8 ms for the bare Starlette route: hence roughly half its throughput,
-and 0.7-0.8x MLflow's. Requests queue on the worker's event loop instead of being shed (no
-`max_concurrency`, no adaptive batching), so there is no non-2xx answer; latency under load is
-that queue, and it is gone within a fraction of a second after the burst. With BentoML's adaptive
-batching (the same `answer` behind a `batchable=True` API, measured direct, without capture) the
-forest's per-row model cost falls from about 13 ms to under 0.5 ms (32 rows per call) and
-throughput rises four- to five-fold, past every unbatched baseline. The deploy service leaves it
-off because batching changes the request contract (the API takes a list) and sheds requests
-with 503 once its latency budget is exceeded; a batched route with a generous budget, next to the
-unbatched one, is the largest throughput gain available.
+spends 17.5-19.5 ms of worker CPU per random-forest request (the second estimator pass is 5 ms
+of it) plus 1.1 ms in the router and about 1 ms in the deploy service and Kafka for capture and
+drift checks, against 10-13 ms for the bare Starlette route: hence 0.5-0.75x its throughput
+across runs, and 0.7-0.8x MLflow's. Requests queue on the worker's event loop instead of being
+shed (no `max_concurrency`, no adaptive batching), so there is no non-2xx answer; latency under
+load is that queue, and it is gone within a fraction of a second after the burst. With BentoML's
+adaptive batching (the same `answer` behind a `batchable=True` API, measured direct, without
+capture) the forest's model cost falls from 13-19 ms per one-row call to under 0.5 ms per row
+(32 rows per call) and throughput rises four- to five-fold, past every unbatched baseline. The
+deploy service leaves it off because batching changes the request contract (the API takes a
+list) and sheds requests with 503 once its latency budget is exceeded; a batched route with a
+generous budget, next to the unbatched one, is the largest throughput gain available.
 """
 
 
