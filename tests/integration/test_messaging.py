@@ -33,7 +33,7 @@ def fast_retry_settings(settings: Settings) -> Settings:
     )
 
 
-Running = Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[KafkaBroker]]
+Running = Callable[..., Awaitable[KafkaBroker]]
 
 
 @pytest.fixture
@@ -41,15 +41,18 @@ async def consumer_of(fast_retry_settings: Settings, topic: str) -> AsyncIterato
     """Starts a broker whose one subscriber runs the given handler on ``topic``."""
     brokers: list[KafkaBroker] = []
 
-    async def start(handler: Callable[[Any], Awaitable[Any]]) -> KafkaBroker:
-        broker = create_broker(fast_retry_settings)
+    async def start(
+        handler: Callable[[Any], Awaitable[Any]], settings: Settings | None = None
+    ) -> KafkaBroker:
+        settings = settings or fast_retry_settings
+        broker = create_broker(settings)
         subscribe(
             broker,
             event_type=DataArrived,
             handler=handler,
             group_id=GROUP,
             publisher=KafkaEventPublisher(broker),
-            settings=fast_retry_settings,
+            settings=settings,
             topic=topic,
         )
         await broker.start()
@@ -212,17 +215,7 @@ async def test_a_message_is_redelivered_when_its_consumer_stops_before_finishing
         raise TransientError("keeps failing until the consumer is stopped")
 
     slow_settings = settings.model_copy(update={"retry_attempts": 1000, "retry_initial_backoff_s": 0.2})
-    first = create_broker(slow_settings)
-    subscribe(
-        first,
-        event_type=DataArrived,
-        handler=never_finishes,
-        group_id=GROUP,
-        publisher=KafkaEventPublisher(first),
-        settings=slow_settings,
-        topic=topic,
-    )
-    await first.start()
+    first = await consumer_of(never_finishes, slow_settings)
     sent = arrival()
     await publish(settings, topic, sent)
     await wait_for(lambda: len(started) >= 1, what="the first consumer to start the work")
