@@ -82,19 +82,21 @@ def features_frame(frame: pd.DataFrame, card: ModelCard) -> pd.DataFrame:
 def predict_frame(model: Any, frame: pd.DataFrame, card: ModelCard) -> Predictions:
     """Predict every row of ``frame``; probabilities too when the model is a classifier.
 
-    A scikit-learn pipeline's preprocessing runs once and feeds both ``predict`` and
-    ``predict_proba`` of its final step, which is what ``Pipeline.predict`` would compute.
+    A scikit-learn pipeline's preprocessing runs once. A classifier's estimator runs once too:
+    the label is the class of highest probability, which is how every allow-listed classifier's
+    ``predict`` decides (for a forest, ``predict`` is that very arg-max), so a second pass over
+    the model would only repeat the work.
     """
     if len(frame) == 0:
         return Predictions(labels=[], probabilities=None if card.task == "regression" else np.empty((0, 0)))
     features, estimator = frame, model
     if isinstance(model, Pipeline) and len(model.steps) > 1:
         features, estimator = model[:-1].transform(frame), model[-1]
-    labels = np.asarray(estimator.predict(features)).tolist()
-    probabilities = None
     if card.task == "classification" and hasattr(estimator, "predict_proba"):
         probabilities = np.asarray(estimator.predict_proba(features), dtype=float)
-    return Predictions(labels=labels, probabilities=probabilities)
+        labels = np.asarray(estimator.classes_).take(probabilities.argmax(axis=1)).tolist()
+        return Predictions(labels=labels, probabilities=probabilities)
+    return Predictions(labels=np.asarray(estimator.predict(features)).tolist(), probabilities=None)
 
 
 def _typed(frame: pd.DataFrame, card: ModelCard) -> pd.DataFrame:

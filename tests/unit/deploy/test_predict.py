@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from services.deploy.serving.predict import FeatureError, features_frame, predict_frame, rows_frame
+from services.deploy.serving.predict import FeatureError, ModelCard, features_frame, predict_frame, rows_frame
+from shared.pipeline_spec import ESTIMATORS
 from tests.unit.deploy.conftest import Fitted
 
 
@@ -77,3 +80,25 @@ def test_a_files_frame_keeps_only_the_features_and_must_have_them_all(classifier
 def test_an_empty_frame_predicts_nothing(classifier: Fitted) -> None:
     predicted = predict_frame(classifier.model, classifier.frame.head(0), classifier.card)
     assert predicted.labels == []
+
+
+@pytest.mark.parametrize("path", sorted(p for p, task in ESTIMATORS.items() if task == "classification"))
+def test_every_allowed_classifier_labels_as_its_own_predict_would(path: str) -> None:
+    # One pass over the model: the label is the arg-max of predict_proba, which must be what the
+    # estimator's own predict answers, on three classes with string labels.
+    features, target = load_iris(return_X_y=True, as_frame=True)
+    labels = np.array(["setosa", "versicolor", "virginica"])[target]
+    module, name = path.rsplit(".", 1)
+    estimator = getattr(importlib.import_module(module), name)()
+    estimator.fit(features, labels)
+    card = ModelCard(
+        pipeline="iris",
+        version=1,
+        task="classification",
+        numeric=tuple(features.columns),
+        classes=tuple(estimator.classes_),
+        sha256="0" * 64,
+    )
+    predicted = predict_frame(estimator, features, card)
+    assert predicted.labels == estimator.predict(features).tolist()
+    np.testing.assert_allclose(np.asarray(predicted.probabilities), estimator.predict_proba(features))
