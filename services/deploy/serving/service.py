@@ -6,6 +6,7 @@ Started by the deploy service as ``bentoml serve services.deploy.serving.service
 
 from __future__ import annotations
 
+import gc
 from uuid import UUID
 
 import bentoml
@@ -21,6 +22,7 @@ from services.deploy.serving.guard import JsonOnly
 from services.deploy.serving.io import Rows, RowsInput
 from services.deploy.serving.metrics import serving_metrics
 from services.deploy.serving.monitor import Monitor
+from services.deploy.serving.request_timeout import install as install_request_timeout
 from services.deploy.settings import DeploySettings
 from shared.clients.serving import FeatureValue, FeedbackResult, PredictionResponse
 
@@ -36,6 +38,7 @@ class ServingArgs(BaseModel):
 
 
 args = bentoml.use_arguments(ServingArgs)
+install_request_timeout()
 
 
 async def _performance(_: Request) -> JSONResponse:
@@ -69,8 +72,15 @@ class PredictionService:
 
     @bentoml.on_startup
     async def start_monitoring(self) -> None:
-        """Start publishing captured predictions."""
+        """Start publishing captured predictions, then set what is loaded aside from the collector.
+
+        The imports and the model are some 200,000 objects that live as long as the worker; a
+        full collection that walks them all takes 100 ms and more on a busy machine, right on
+        the event loop. Frozen, they are skipped, and a full collection takes a few ms.
+        """
         await self.monitor.start()
+        gc.collect()
+        gc.freeze()
 
     @bentoml.on_shutdown
     async def stop_monitoring(self) -> None:
