@@ -31,6 +31,9 @@ class DeploySettings(Settings):
     serving_stop_timeout_s: float = Field(default=20.0, gt=0)
     # How often the deploy service checks that every active version still serves (restarting it if not).
     serving_watch_interval_s: float = Field(default=5.0, gt=0)
+    # Adaptive batching in each worker: requests waiting together share one model call (at most
+    # this many rows), with no latency budget and no shedding; 1 turns it off.
+    serving_batch_max_rows: int = Field(default=256, ge=1, le=10_000)
 
     # Prediction capture (monitoring feedback) inside each serving worker.
     capture_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)

@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from bentoml.exceptions import BadInput, NotFound
 
 from services.deploy.serving.feedback import FeedbackError, UnknownPrediction
 from services.deploy.serving.model_store import load_stored
 from services.deploy.serving.monitor import Monitor
-from services.deploy.serving.predict import FeatureError, ModelCard, predict_frame, rows_frame
+from services.deploy.serving.predict import FeatureError, ModelCard, Predictions, predict_frame, rows_frame
 from shared.clients.serving import FeatureValue, FeedbackResult, Prediction, PredictionResponse
 
 Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -34,12 +35,32 @@ class LoadedModel:
 
 def answer(loaded: LoadedModel, rows: Rows, *, monitor: Monitor | None = None) -> PredictionResponse:
     """Predict one row or a list of rows; rows with unknown or missing features are refused (400)."""
-    batch = [rows] if isinstance(rows, Mapping) else list(rows)
+    batch = as_batch(rows)
+    predicted = predict_frame(loaded.model, request_frame(loaded, batch), loaded.card)
+    return respond(loaded, batch, predicted, monitor=monitor)
+
+
+def as_batch(rows: Rows) -> list[Mapping[str, Any]]:
+    """A request's rows as a list (one row is a list of one)."""
+    return [rows] if isinstance(rows, Mapping) else list(rows)
+
+
+def request_frame(loaded: LoadedModel, batch: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The request's rows as the model's feature frame; unknown or missing features are a 400."""
     try:
-        frame = rows_frame(batch, loaded.card)
+        return rows_frame(batch, loaded.card)
     except FeatureError as error:
         raise BadInput(str(error)) from None
-    predicted = predict_frame(loaded.model, frame, loaded.card)
+
+
+def respond(
+    loaded: LoadedModel,
+    batch: Sequence[Mapping[str, Any]],
+    predicted: Predictions,
+    *,
+    monitor: Monitor | None = None,
+) -> PredictionResponse:
+    """The answer to a request: one prediction per row, each with an id, captured when monitored."""
     ids = [uuid.uuid4().hex for _ in batch]
     if monitor is not None:
         monitor.observe(ids, batch, predicted.labels)

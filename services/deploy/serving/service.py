@@ -10,18 +10,21 @@ import gc
 from uuid import UUID
 
 import bentoml
+import pandas as pd
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.deploy.serving.endpoint import LoadedModel, answer, join_feedback
+from services.deploy.serving.batching import PredictionBatcher
+from services.deploy.serving.endpoint import LoadedModel, as_batch, join_feedback, request_frame, respond
 from services.deploy.serving.errors import ErrorObjects
 from services.deploy.serving.guard import JsonOnly
 from services.deploy.serving.io import Rows, RowsInput
 from services.deploy.serving.metrics import serving_metrics
 from services.deploy.serving.monitor import Monitor
+from services.deploy.serving.predict import Predictions, predict_frame
 from services.deploy.serving.request_timeout import install as install_request_timeout
 from services.deploy.settings import DeploySettings
 from shared.clients.serving import FeatureValue, FeedbackResult, PredictionResponse
@@ -43,7 +46,7 @@ install_request_timeout()
 
 async def _performance(_: Request) -> JSONResponse:
     service: PredictionService = bentoml.get_current_service()
-    return JSONResponse(service.monitor.performance())
+    return JSONResponse({**service.monitor.performance(), "model_calls": service.model_calls})
 
 
 monitoring = Starlette(routes=[Route("/performance", _performance, methods=["GET"])])
@@ -53,8 +56,9 @@ monitoring = Starlette(routes=[Route("/performance", _performance, methods=["GET
 @bentoml.service(
     name=SERVICE_NAME,
     workers=args.workers,
-    # No adaptive batching: a request already carries its rows, and batching's latency budget
-    # sheds load with 503s; requests queue on the worker's event loop instead (no max_concurrency).
+    # Not BentoML's adaptive batching: it changes the request contract (a list per call) and its
+    # latency budget sheds load with 503s. The worker batches by itself (PredictionBatcher), and
+    # requests queue on its event loop rather than being refused (no max_concurrency).
     traffic={"timeout": 60},
     logging={"access": {"enabled": False}},
 )
@@ -62,10 +66,17 @@ class PredictionService:
     """One approved model version of one pipeline, with prediction capture and feedback."""
 
     def __init__(self) -> None:
+        settings = DeploySettings()
+        self._model_calls = 0
         self.loaded = LoadedModel.from_store(args.model_tag)
+        self.batcher = (
+            PredictionBatcher(self._predict_frame, max_rows=settings.serving_batch_max_rows)
+            if settings.serving_batch_max_rows > 1
+            else None
+        )
         self.monitor = Monitor(
             card=self.loaded.card,
-            settings=DeploySettings(),
+            settings=settings,
             correlation_id=args.correlation_id,
             metrics=serving_metrics(),
         )
@@ -93,7 +104,22 @@ class PredictionService:
     @bentoml.api(route="/v1/predict", input_spec=RowsInput)
     async def predict(self, rows: Rows, /) -> PredictionResponse:
         """Predict one row (an object keyed by feature name) or a list of rows."""
-        return answer(self.loaded, rows, monitor=self.monitor)
+        batch = as_batch(rows)
+        frame = request_frame(self.loaded, batch)
+        if self.batcher is not None:
+            predicted = await self.batcher.predict(frame)
+        else:
+            predicted = self._predict_frame(frame)
+        return respond(self.loaded, batch, predicted, monitor=self.monitor)
+
+    @property
+    def model_calls(self) -> int:
+        """How many times the model has run (fewer than requests when batching merged them)."""
+        return self._model_calls
+
+    def _predict_frame(self, frame: pd.DataFrame) -> Predictions:
+        self._model_calls += 1
+        return predict_frame(self.loaded.model, frame, self.loaded.card)
 
     @bentoml.api(route="/v1/feedback")
     async def feedback(self, prediction_id: str, actual: FeatureValue) -> FeedbackResult:
