@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from minio.helpers import DictType
 
 from shared.events import ArtifactRef
 from shared.settings import Settings
@@ -137,15 +139,10 @@ class ArtifactStore:
 
     def get_verified(self, location: ObjectLocation, *, expected_sha256: str | None = None) -> bytes:
         """The bytes at ``location``, verified against ``expected_sha256`` or the digest stored with it."""
-        expected = expected_sha256
-        if expected is None:
-            headers = self._stat_headers(location)
-            if headers is None:
-                raise ObjectNotFoundError(f"no object at {location.uri}")
-            expected = headers.get(_DIGEST_HEADER)
+        data, recorded = self._read_with_digest(location)
+        expected = expected_sha256 if expected_sha256 is not None else recorded
         if expected is None:
             raise IntegrityError(f"{location.uri} has no recorded digest; refusing to trust it")
-        data = self.read(location)
         actual = sha256_hex(data)
         if actual != expected:
             raise IntegrityError(
@@ -155,8 +152,62 @@ class ArtifactStore:
 
     def read(self, location: ObjectLocation) -> bytes:
         """The raw bytes at ``location``, for objects that arrive from outside (no digest yet)."""
+        return self._fetch(location)
+
+    def open(self, location: ObjectLocation) -> ObjectReader:
+        """A seekable reader of the raw bytes at ``location`` (like ``read``, without holding them all)."""
         try:
-            response = self._client.get_object(location.bucket, location.key)
+            stat = self._client.stat_object(location.bucket, location.key)
+        except S3Error as error:
+            if error.code in _MISSING_CODES:
+                raise ObjectNotFoundError(f"no object at {location.uri}") from error
+            raise
+        # Every range is asked of the version stat saw: an object replaced meanwhile fails the read
+        # (412) instead of mixing the bytes of two files.
+        pinned: DictType | None = {"If-Match": stat.etag} if stat.etag else None
+
+        def fetch(offset: int, length: int) -> bytes:
+            return self._fetch(location, offset=offset, length=length, headers=pinned)
+
+        return ObjectReader(fetch, size=stat.size or 0)
+
+    def exists(self, location: ObjectLocation) -> bool:
+        """Whether an object is at ``location``."""
+        return self._stat_headers(location) is not None
+
+    def list_keys(self, *, bucket: str, prefix: str, start_after: str | None = None) -> list[str]:
+        """Keys under ``prefix`` in ``bucket``, recursively, sorted (only those after ``start_after``)."""
+        objects = self._client.list_objects(bucket, prefix=prefix, recursive=True, start_after=start_after)
+        return sorted(obj.object_name for obj in objects if obj.object_name is not None)
+
+    def list_prefixes(self, *, bucket: str, prefix: str) -> list[str]:
+        """The "folders" directly under ``prefix`` in ``bucket`` (each ending in ``/``), sorted."""
+        objects = self._client.list_objects(bucket, prefix=prefix, recursive=False)
+        return sorted(obj.object_name for obj in objects if obj.is_dir and obj.object_name is not None)
+
+    def remove(self, location: ObjectLocation) -> None:
+        """Delete the object at ``location`` (none there is fine): for derived copies, never for artifacts."""
+        self._client.remove_object(location.bucket, location.key)
+
+    def _recorded_digest(self, location: ObjectLocation) -> str | None:
+        headers = self._stat_headers(location)
+        if headers is None:
+            return None
+        return headers.get(_DIGEST_HEADER)
+
+    def _fetch(
+        self,
+        location: ObjectLocation,
+        *,
+        offset: int = 0,
+        length: int = 0,
+        headers: DictType | None = None,
+    ) -> bytes:
+        """The object's bytes from ``offset``: ``length`` of them, or all the rest when it is 0."""
+        try:
+            response = self._client.get_object(
+                location.bucket, location.key, offset=offset, length=length, request_headers=headers
+            )
         except S3Error as error:
             if error.code in _MISSING_CODES:
                 raise ObjectNotFoundError(f"no object at {location.uri}") from error
@@ -167,20 +218,19 @@ class ArtifactStore:
             response.close()
             response.release_conn()
 
-    def exists(self, location: ObjectLocation) -> bool:
-        """Whether an object is at ``location``."""
-        return self._stat_headers(location) is not None
-
-    def list_keys(self, *, bucket: str, prefix: str) -> list[str]:
-        """Keys under ``prefix`` in ``bucket``, recursively, sorted."""
-        objects = self._client.list_objects(bucket, prefix=prefix, recursive=True)
-        return sorted(obj.object_name for obj in objects if obj.object_name is not None)
-
-    def _recorded_digest(self, location: ObjectLocation) -> str | None:
-        headers = self._stat_headers(location)
-        if headers is None:
-            return None
-        return headers.get(_DIGEST_HEADER)
+    def _read_with_digest(self, location: ObjectLocation) -> tuple[bytes, str | None]:
+        """The bytes at ``location`` and the digest recorded with them, which its GET returns as a header."""
+        try:
+            response = self._client.get_object(location.bucket, location.key)
+        except S3Error as error:
+            if error.code in _MISSING_CODES:
+                raise ObjectNotFoundError(f"no object at {location.uri}") from error
+            raise
+        try:
+            return response.read(), response.headers.get(_DIGEST_HEADER)
+        finally:
+            response.close()
+            response.release_conn()
 
     def _stat_headers(self, location: ObjectLocation) -> dict[str, str] | None:
         try:
@@ -190,3 +240,49 @@ class ArtifactStore:
                 return None
             raise
         return {name.lower(): value for name, value in (stat.metadata or {}).items()}
+
+
+class ObjectReader(io.RawIOBase):
+    """A read-only, seekable file over an object: each read is one ranged GET.
+
+    Parquet readers jump to the footer and then to the column chunks they need, so a file
+    this size never has to be held in memory whole; wrap it in ``io.BufferedReader`` for
+    readers that take many small reads (a CSV parser).
+    """
+
+    def __init__(self, fetch: Callable[[int, int], bytes], *, size: int) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, start + offset)
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from the current position (all the rest when negative)."""
+        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
+        if end <= self._position:  # a GET of length 0 would mean "to the end"
+            return b""
+        data = self._fetch(self._position, end - self._position)
+        self._position += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read()
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 
 from services.deploy.artifacts import ArtifactRefused, ensure_imported
+from services.deploy.batch_io import input_batches, score_batches
 from services.deploy.records import ApprovedVersion, DeploymentRecord
 from services.deploy.serving.model_store import load_stored
-from services.deploy.serving.predict import ModelCard, Predictions, features_frame, predict_frame
+from services.deploy.serving.predict import ModelCard
 from shared.events import BatchPredictionCompleted, BatchPredictionFailed, BatchPredictionRequested, Event
 from shared.storage import ArtifactStore, ObjectConflictError, ObjectNotFoundError
 from shared.uris import ObjectLocation, UnsafeUriError
 
 PRODUCER = "deploy"
 OUTPUT_PREFIX = "predictions"
-ROW_COLUMN = "row"
-PREDICTION_COLUMN = "prediction"
-PROBABILITY_PREFIX = "probability_"
-
-
-class BatchRefused(ValueError):
-    """An input that cannot be scored (an unknown format, say)."""
+# Verified models kept in memory between jobs (a few: each may be large).
+MODELS_KEPT = 4
+# Inputs that cannot be scored: answered with BatchPredictionFailed rather than retried. Arrow's
+# ArrowInvalid (a file that is no Parquet, a value of the wrong type) is a ValueError already.
+REFUSALS = (UnsafeUriError, ObjectNotFoundError, ArtifactRefused, ValueError, pa.ArrowTypeError)
 
 
 @dataclass(frozen=True)
@@ -38,42 +38,18 @@ class ScoredFile:
     rows: int
 
 
-def read_table(data: bytes, *, key: str) -> pd.DataFrame:
-    """A CSV or Parquet object as a frame, by its key's extension."""
-    if key.lower().endswith(".csv"):
-        return pd.read_csv(io.BytesIO(data))
-    if key.lower().endswith(".parquet"):
-        return pd.read_parquet(io.BytesIO(data))
-    raise BatchRefused(f"{key!r} is neither .csv nor .parquet")
-
-
-def prediction_table(frame: pd.DataFrame, predicted: Predictions, card: ModelCard) -> pd.DataFrame:
-    """The input's key (non-feature) columns, the row number, and the predictions next to them."""
-    produced = {ROW_COLUMN, PREDICTION_COLUMN, *(f"{PROBABILITY_PREFIX}{c}" for c in card.classes)}
-    keys = [column for column in frame.columns if column not in card.features]
-    table = (
-        frame[keys].rename(columns={c: f"input_{c}" for c in keys if c in produced}).reset_index(drop=True)
-    )
-    table.insert(0, ROW_COLUMN, range(len(frame)))
-    table[PREDICTION_COLUMN] = predicted.labels
-    if predicted.probabilities is not None:
-        for index, label in enumerate(card.classes):
-            table[f"{PROBABILITY_PREFIX}{label}"] = predicted.probabilities[:, index]
-    return table
-
-
 def score_file(
-    store: ArtifactStore, *, source: ObjectLocation, tag: str, output: ObjectLocation
+    store: ArtifactStore, *, source: ObjectLocation, model: Any, card: ModelCard, output: ObjectLocation
 ) -> ScoredFile:
-    """Score every row of ``source`` with the model ``tag`` and write the table to ``output`` (Parquet)."""
-    frame = read_table(store.read(source), key=source.key)
-    model, card = load_stored(tag)
-    predicted = predict_frame(model, features_frame(frame, card), card)
-    buffer = io.BytesIO()
-    prediction_table(frame, predicted, card).to_parquet(buffer, index=False)
+    """Score every row of ``source`` with ``model`` and write the predictions to ``output`` (Parquet)."""
+    batches = input_batches(store.open(source), key=source.key)
+    # The output (row numbers, keys and predictions: a few columns, however wide the input) is held
+    # until it is put, since objects are written whole, once, with their digest.
+    sink = pa.BufferOutputStream()
+    rows = score_batches(batches, model=model, card=card, sink=sink)
     with contextlib.suppress(ObjectConflictError):  # a redelivered request: the first output stands
-        store.put(output, buffer.getvalue(), content_type="application/vnd.apache.parquet")
-    return ScoredFile(uri=output.uri, rows=len(frame))
+        store.put(output, sink.getvalue().to_pybytes(), content_type="application/vnd.apache.parquet")
+    return ScoredFile(uri=output.uri, rows=rows)
 
 
 class BatchJobs:
@@ -85,6 +61,8 @@ class BatchJobs:
         self._store = store
         self._bucket = bucket
         self._lookup = lookup
+        self._models: dict[tuple[str, int, str], tuple[Any, ModelCard]] = {}
+        self._models_lock = threading.Lock()
 
     async def run(self, event: BatchPredictionRequested) -> Event:
         """Score the requested file, or say why it cannot be scored."""
@@ -99,7 +77,7 @@ class BatchJobs:
         try:
             source = self._store.locate(event.input_uri)
             scored = await asyncio.to_thread(self._score, event, source, version)
-        except (UnsafeUriError, ObjectNotFoundError, ArtifactRefused, ValueError) as error:
+        except REFUSALS as error:
             return self._failed(event, f"{type(error).__name__}: {error}", version=version.version)
         return BatchPredictionCompleted.caused_by(
             event,
@@ -114,11 +92,27 @@ class BatchJobs:
     def _score(
         self, event: BatchPredictionRequested, source: ObjectLocation, version: ApprovedVersion
     ) -> ScoredFile:
-        tag = ensure_imported(version, store=self._store)
+        model, card = self._model(version)
         output = ObjectLocation(
             self._bucket, f"{OUTPUT_PREFIX}/{event.pipeline}/v{version.version}/{event.event_id}.parquet"
         )
-        return score_file(self._store, source=source, tag=tag, output=output)
+        return score_file(self._store, source=source, model=model, card=card, output=output)
+
+    def _model(self, version: ApprovedVersion) -> tuple[Any, ModelCard]:
+        """The version's model and card, imported, verified and loaded once per process.
+
+        Keyed by the artifact's digest: the model in memory is the one verified when it was loaded,
+        so checking the file in the model store again for every job (and rebuilding a forest from
+        it) would only repeat work.
+        """
+        key = (version.card.pipeline, version.version, version.card.sha256)
+        with self._models_lock:
+            if key not in self._models:
+                loaded = load_stored(ensure_imported(version, store=self._store))
+                if len(self._models) >= MODELS_KEPT:
+                    del self._models[next(iter(self._models))]  # the oldest
+                self._models[key] = loaded
+            return self._models[key]
 
     @staticmethod
     def _failed(event: BatchPredictionRequested, reason: str, *, version: int | None = None) -> Event:

@@ -102,3 +102,18 @@ def test_every_allowed_classifier_labels_as_its_own_predict_would(path: str) -> 
     predicted = predict_frame(estimator, features, card)
     assert predicted.labels == estimator.predict(features).tolist()
     np.testing.assert_allclose(np.asarray(predicted.probabilities), estimator.predict_proba(features))
+
+
+def test_a_files_float_features_are_used_as_they_are_and_other_numbers_become_floats(
+    classifier: Fitted,
+) -> None:
+    frame = classifier.frame.assign(customer_id=range(len(classifier.frame)))
+    features = features_frame(frame, classifier.card)
+    assert np.shares_memory(features["age"].to_numpy(), frame["age"].to_numpy())  # not copied
+    with_ints = features_frame(frame.astype({"age": "int64", "income": "float32"}), classifier.card)
+    assert with_ints["age"].dtype == with_ints["income"].dtype == np.float64
+    assert with_ints["age"].tolist() == frame["age"].astype("int64").astype(float).tolist()
+    texts = frame.astype({"income": object})
+    texts.loc[7, "income"] = "a lot"
+    with pytest.raises(FeatureError, match="'income' must be a number"):
+        features_frame(texts, classifier.card)
