@@ -100,6 +100,7 @@ class ModelGroup:
 
     def apply(self, entry: JournalEntry) -> None:
         """Fold one journal entry into the state."""
+        # Snapshots hold what this yields: a change to it must raise snapshot.FORMAT.
         self.entries += 1
         if isinstance(entry, VersionRegistered):
             self.versions[entry.version] = ModelVersion(registered=entry, status="PendingManualApproval")

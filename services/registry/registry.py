@@ -59,11 +59,15 @@ class Registry:
         self._spec_of = spec_of
         self._clock = clock
         self._lock = asyncio.Lock()
+        # Set once the journal is loaded: a change asked for before (Kafka may deliver while the
+        # journal still loads) waits, rather than numbering versions from an empty state.
+        self._loaded = asyncio.Event()
         self.groups: dict[str, ModelGroup] = {}
 
     async def load(self) -> None:
-        """Rebuild every group from the journal."""
+        """Rebuild every group from the journal; changes wait until it is done."""
         self.groups = await asyncio.to_thread(self._journal.load)
+        self._loaded.set()
 
     def group(self, pipeline: str) -> ModelGroup:
         """The group of ``pipeline`` (``LookupError`` when nothing was registered for it)."""
@@ -74,6 +78,7 @@ class Registry:
 
     async def register(self, evaluated: ModelEvaluated) -> list[Event]:
         """Register the candidate (once) and apply its gates and approval policy."""
+        await self._loaded.wait()
         spec = await asyncio.to_thread(self._spec_of, evaluated.pipeline, evaluated.spec_version)
         async with self._lock:
             group = self.groups.setdefault(evaluated.pipeline, ModelGroup(evaluated.pipeline))
@@ -104,6 +109,7 @@ class Registry:
         self, pipeline: str, number: int, *, approve: bool, by: str, comment: str
     ) -> tuple[ModelVersion, Event]:
         """A person's approval or rejection of a pending version."""
+        await self._loaded.wait()
         async with self._lock:
             group = self.group(pipeline)
             version = group.check_decision(number, approve=approve)
@@ -115,6 +121,7 @@ class Registry:
 
     async def record_deployment(self, deployed: ModelDeployed) -> None:
         """Remember where a version went live (a repeat of the same fact is ignored)."""
+        await self._loaded.wait()
         async with self._lock:
             group = self.group(deployed.pipeline)
             live = group.live(deployed.environment)

@@ -174,6 +174,7 @@ async def test_auto_policy_approves_and_a_redelivered_candidate_is_not_registere
 async def test_failed_gates_reject_whatever_the_policy(store: ArtifactStore, bucket: str) -> None:
     spec = apply_spec(store, bucket, new_pipeline(), approval="auto")
     registry = new_registry(store, bucket)
+    await registry.load()
     events = await registry.register(candidate(store, bucket, spec, passed=False))
     assert [type(e) for e in events] == [ModelRegistered, ModelRejected]
     rejected = events[1]
@@ -236,6 +237,7 @@ async def test_state_survives_a_restart_and_an_interrupted_registration_is_compl
 ) -> None:
     spec = apply_spec(store, bucket, new_pipeline(), approval="auto")
     registry = new_registry(store, bucket)
+    await registry.load()
     first = candidate(store, bucket, spec)
     await registry.register(first)
 

@@ -2,62 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from services.registry.journal import (
-    Candidate,
-    VersionApproved,
-    VersionDeployed,
-    VersionRegistered,
-    VersionRejected,
-)
+from services.registry.journal import VersionApproved, VersionRejected
 from services.registry.model_group import ModelGroup, TransitionError
-from shared.events import ArtifactRef, DeploymentTarget, LineageSummary
-
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-REF = ArtifactRef(uri="s3://conveyor-artifacts/churn/m.skops", sha256="b" * 64, size_bytes=1)
-
-
-def registered(version: int, *, run_id: str | None = None, passed: bool = True) -> VersionRegistered:
-    candidate = Candidate(
-        run_id=run_id or f"run-{version}",
-        correlation_id=uuid.uuid4(),
-        evaluated_event_id=uuid.uuid4(),
-        dataset_version="a" * 64,
-        spec_version="spec-1",
-        code_version="0.1.0",
-        model=REF,
-        lineage=REF,
-        lineage_summary=LineageSummary(
-            run_id=run_id or f"run-{version}",
-            dataset_version="a" * 64,
-            spec_version="spec-1",
-            code_version="0.1.0",
-            framework_version="1.9.1",
-            lineage_uri=REF.uri,
-        ),
-        report=None,
-        metrics={"accuracy": 0.9},
-        gates=[],
-        passed=passed,
-        champion_version=None,
-    )
-    return VersionRegistered(
-        at=T0, version=version, candidate=candidate, approval="manual", deployment=DeploymentTarget()
-    )
-
-
-def deployed(version: int, at: datetime, environment: str = "local") -> VersionDeployed:
-    return VersionDeployed(
-        at=at,
-        version=version,
-        environment=environment,
-        endpoint_url="http://127.0.0.1:3000",
-        deployed_event_id=uuid.uuid4(),
-    )
+from tests.unit.registry.entries import T0, deployed, registered
 
 
 def test_versions_are_numbered_in_order_and_known_by_run_id() -> None:
