@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     retry_max_backoff_s: float = 15.0
     # Above the slowest handler (training), so a long fit does not make the consumer leave its group.
     max_poll_interval_ms: int = 30 * 60 * 1000
+    # A consumer learns that its group is rebalancing only at its next heartbeat. A service's
+    # subscribers join their groups one after another, so at Kafka's default 3 s each join after
+    # the first waits up to 3 s: the registry took 3 s of its 4.6 s restart to join its group.
+    kafka_heartbeat_interval_ms: int = Field(default=500, ge=100, le=10_000)
 
     # HTTP services: where they listen, and where clients find them.
     registry_host: str = "127.0.0.1"

@@ -105,6 +105,7 @@ def subscribe(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         decoder=_raw_body,
         title=f"{topic or event_type.topic}:{group_id}",
         description=f"{event_type.__name__} → {handler.__name__}: {handler.__doc__ or ''}".strip(),
