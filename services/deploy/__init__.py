@@ -2,7 +2,7 @@
 
 - ``app``: the composition root (settings, Kafka subscribers, the control API on deploy_port).
 - ``deployments`` / ``rollout`` / ``router``: one stable endpoint per pipeline, a small reverse
-  proxy process in front of a ``bentoml serve`` process per version; a new version is started,
+  proxy process in front of a BentoML server (its workers) per version; a new version is started,
   awaited, switched to, and the old one drained and stopped, without a failed request.
 - ``serving``: the BentoML service class and the plain prediction code it and ``batch`` share,
   plus prediction capture and feedback inside the serving workers.

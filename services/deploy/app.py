@@ -12,6 +12,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from services.deploy.api import create_router
+from services.deploy.artifacts import load_store_code
 from services.deploy.batch import BatchJobs
 from services.deploy.deployments import Deployer
 from services.deploy.drift import CooldownStore, DriftMonitor, read_baseline
@@ -74,6 +75,7 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(processes.sweep)
+        await asyncio.to_thread(load_store_code)
         await asyncio.to_thread(context.store.ensure_buckets)
         await ensure_topics(settings, CONSUMED + PRODUCED)
         await deployer.load()

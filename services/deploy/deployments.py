@@ -72,9 +72,9 @@ class Deployer:
                     log.error("could not serve %s again: %s", pipeline, error)
 
     async def watch(self, *, interval_s: float) -> None:
-        """Heal every ``interval_s`` seconds, until cancelled."""
+        """Heal as soon as a router or server exits, and every ``interval_s`` seconds, until cancelled."""
         while True:
-            await asyncio.sleep(interval_s)
+            await self._rollout.any_exit(timeout_s=interval_s)
             await self.heal()
 
     async def approve(self, event: ModelApproved) -> Event | None:

@@ -1,7 +1,7 @@
 """The processes the deploy service starts, tagged so that every one of them can be found and stopped by pid.
 
-A BentoML server is a circus arbiter whose workers run in sessions of their own, so neither a
-process group nor the parent's death reaches them. Every child is therefore started with an
+A child may start processes of its own, possibly in sessions of their own, that neither a
+process group nor the parent's death reaches. Every child is therefore started with an
 environment tag (``CONVEYOR_DEPLOY_PROCESS=<run dir>::<name>``) that its own children inherit:
 stopping a child stops every live process carrying its tag, and a restarted deploy service stops
 whatever carries its run directory's tag (what a hard kill left behind). Children also get
@@ -69,8 +69,19 @@ class ProcessBook:
         """The tag every process started from this run directory carries."""
         return f"{self._run_dir}::"
 
-    async def spawn(self, name: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> Child:
-        """Start ``argv`` with its output appended to ``logs/<name>.log``, and record its pid."""
+    async def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        pass_fds: Sequence[int] = (),
+    ) -> Child:
+        """Start ``argv`` with its output appended to ``logs/<name>.log``, and record its pid.
+
+        ``pass_fds`` are handed down open (a listening socket the child serves on).
+        """
         self._pids.mkdir(parents=True, exist_ok=True)
         self._logs.mkdir(parents=True, exist_ok=True)
         log_path = self._logs / f"{name}.log"
@@ -85,6 +96,7 @@ class ProcessBook:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                pass_fds=tuple(pass_fds),
             )
         (self._pids / f"{name}.pid").write_text(str(process.pid))
         child = Child(name=name, tag=tag, process=process, log_path=log_path)

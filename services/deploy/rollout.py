@@ -1,15 +1,23 @@
 """Rolling a pipeline's endpoint to another model version: start, ready, switch, drain, stop.
 
 Each pipeline has one stable endpoint, a router process on a port of its own. A new version gets
-a new ``bentoml serve`` process on a free local port; once its /readyz answers, the router sends
-new requests to it and waits for the requests still on the old server to finish; only then is the
+a new BentoML server on a free local port; once its /readyz answers, the router sends new
+requests to it and waits for the requests still on the old server to finish; only then is the
 old server stopped. A server that never becomes ready is stopped and the old one keeps serving.
+
+A server is BentoML's HTTP workers, started here on a socket this process binds, as
+``bentoml serve`` starts them under its circus arbiter. The arbiter is left out: it is one more
+Python process that imports BentoML and the service module (sklearn, skops) only to bind the
+socket and start the workers, about half of a server's start-up. Binding here also takes the
+port before anything starts, and a readiness request waits in the socket's backlog until the
+worker accepts, so it is answered the moment the server is ready. The router starts alongside.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -17,7 +25,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,6 +40,10 @@ from services.deploy.settings import DeploySettings
 log = logging.getLogger("conveyor.deploy.rollout")
 
 SERVICE = "services.deploy.serving.service:PredictionService"
+# BentoML's HTTP worker: what `bentoml serve` runs under its arbiter, once per worker, on a socket fd.
+BENTOML_WORKER = "_bentoml_impl.worker.service"
+_BACKLOG = 2048  # BentoML's default
+_METRICS_DIR = "prometheus_multiproc_dir"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Longer than the router's upstream keep-alive, so the router never reuses a closing connection.
 SERVER_KEEPALIVE_S = 65
@@ -46,17 +58,22 @@ class ServingError(Exception):
 
 @dataclass
 class Server:
-    """One ``bentoml serve`` process serving one model version."""
+    """The BentoML worker processes serving one model version on one port."""
 
     version: int
     port: int
-    child: Child
+    workers: tuple[Child, ...]
     home: Path
 
     @property
     def url(self) -> str:
         """Where the router reaches it."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        """Whether every worker still runs (a server that lost one is replaced as a whole)."""
+        return all(worker.alive for worker in self.workers)
 
 
 @dataclass
@@ -68,6 +85,11 @@ class Endpoint:
     router: Child
     control: RouterControl
     server: Server | None = None
+
+    @property
+    def processes(self) -> tuple[Child, ...]:
+        """The router and the server's workers."""
+        return (self.router, *(self.server.workers if self.server else ()))
 
 
 class Rollout:
@@ -87,23 +109,43 @@ class Rollout:
         endpoint = self.endpoints.get(pipeline)
         if endpoint is None or endpoint.server is None:
             return None
-        if not (endpoint.router.alive and endpoint.server.child.alive):
+        if not (endpoint.router.alive and endpoint.server.alive):
             return None
         return endpoint.server.version
+
+    async def any_exit(self, *, timeout_s: float) -> None:
+        """Return once a running router or server process exits, or after ``timeout_s``."""
+        running = [
+            child for endpoint in self.endpoints.values() for child in endpoint.processes if child.alive
+        ]
+        if not running:
+            await asyncio.sleep(timeout_s)
+            return
+        exits = [asyncio.ensure_future(child.process.wait()) for child in running]
+        try:
+            await asyncio.wait(exits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for exit_ in exits:
+                exit_.cancel()
 
     async def roll_out(
         self, *, pipeline: str, port: int, version: int, tag: str, correlation_id: UUID
     ) -> None:
         """Serve ``tag`` behind the pipeline's endpoint, replacing the old server with no failed request."""
-        endpoint = await self._endpoint(pipeline, port)
-        try:
-            server = await self._start_server(
-                pipeline=pipeline, version=version, tag=tag, correlation_id=correlation_id
-            )
-        except ServingError:
-            if endpoint.server is None:  # nothing served yet: no endpoint either
+        # The router and the server start side by side: neither needs the other before the switch.
+        # The server, which takes longer, is spawned first.
+        server, endpoint = await asyncio.gather(
+            self._start_server(pipeline=pipeline, version=version, tag=tag, correlation_id=correlation_id),
+            self._endpoint(pipeline, port),
+            return_exceptions=True,
+        )
+        if isinstance(server, BaseException):
+            if isinstance(endpoint, Endpoint) and endpoint.server is None:  # nothing served yet: no endpoint
                 await self.stop(pipeline)
-            raise
+            raise server
+        if isinstance(endpoint, BaseException):
+            await self._stop_server(server)
+            raise endpoint
         try:
             result = await endpoint.control.switch(
                 server.url, drain_timeout_s=self._settings.serving_drain_timeout_s
@@ -156,52 +198,76 @@ class Rollout:
         env = {k: v for k, v in os.environ.items() if k not in SERVER_WITHHELD}
         child = await self._processes.spawn(f"router-{pipeline}", argv, env=env, cwd=PROJECT_ROOT)
         control = RouterControl(control_socket)
-        if not await _until(partial(control.wait_ready, timeout_s=_POLL_S), child=child, timeout_s=30.0):
+        router_ready = partial(control.wait_ready, timeout_s=_POLL_S)
+        if not await _until(router_ready, processes=(child,), timeout_s=30.0):
             await self._processes.stop(child, timeout_s=self._settings.serving_stop_timeout_s)
             await control.close()
             raise ServingError(f"the router of {pipeline} did not start:\n{log_tail(child.log_path)}")
         return Endpoint(pipeline=pipeline, port=port, router=child, control=control)
 
     async def _start_server(self, *, pipeline: str, version: int, tag: str, correlation_id: UUID) -> Server:
+        arguments = {"model_tag": tag, "correlation_id": str(correlation_id)}
+        timeout = self._settings.serving_ready_timeout_s
         for attempt in range(1, _START_ATTEMPTS + 1):
-            port = free_local_port()
-            name = f"server-{pipeline}-v{version}-{port}"
-            argv = [
-                sys.executable, "-m", "bentoml", "serve", SERVICE,
-                "--host", "127.0.0.1",
-                "--port", str(port),
-                "--working-dir", str(PROJECT_ROOT),
-                "--timeout-keep-alive", str(SERVER_KEEPALIVE_S),
-                "--arg", f"model_tag={tag}",
-                "--arg", f"correlation_id={correlation_id}",
-                "--arg", f"workers={self._settings.serving_workers}",
-            ]  # fmt: skip
-            home = server_home(self._settings, name)
-            env = server_environment(self._settings, home=home)
-            child = await self._processes.spawn(name, argv, env=env, cwd=PROJECT_ROOT)
-            server = Server(version=version, port=port, child=child, home=home)
-            ready = partial(_ready, server.url)
-            if await _until(ready, child=child, timeout_s=self._settings.serving_ready_timeout_s):
+            server = await self._spawn_server(pipeline=pipeline, version=version, arguments=arguments)
+            if await _until(partial(_ready, server.url), processes=server.workers, timeout_s=timeout):
                 return server
             await self._stop_server(server)
-            log.warning("%s did not become ready (attempt %d):\n%s", name, attempt, log_tail(child.log_path))
+            log.warning("%s did not become ready (attempt %d):\n%s", server.url, attempt, _tails(server))
         raise ServingError(
-            f"the server of {pipeline} version {version} did not become ready:\n{log_tail(child.log_path)}"
+            f"the server of {pipeline} version {version} did not become ready:\n{_tails(server)}"
         )
 
+    async def _spawn_server(self, *, pipeline: str, version: int, arguments: Mapping[str, str]) -> Server:
+        """Bind a free local port and start the workers on it (the socket stays with them only)."""
+        count = self._settings.serving_workers
+        listener = _listen("127.0.0.1")
+        workers: list[Child] = []
+        try:
+            port: int = listener.getsockname()[1]
+            name = f"server-{pipeline}-v{version}-{port}"
+            home = server_home(self._settings, name)
+            env = server_environment(self._settings, home=home)
+            for worker_id in range(1, count + 1):
+                argv = worker_command(
+                    fd=listener.fileno(), worker_id=worker_id, arguments={**arguments, "workers": str(count)}
+                )
+                worker = await self._processes.spawn(
+                    f"{name}-w{worker_id}", argv, env=env, cwd=PROJECT_ROOT, pass_fds=(listener.fileno(),)
+                )
+                workers.append(worker)
+        finally:
+            listener.close()
+        return Server(version=version, port=port, workers=tuple(workers), home=home)
+
     async def _stop_server(self, server: Server) -> None:
-        await self._processes.stop(server.child, timeout_s=self._settings.serving_stop_timeout_s)
+        timeout = self._settings.serving_stop_timeout_s
+        await asyncio.gather(*(self._processes.stop(worker, timeout_s=timeout) for worker in server.workers))
         await asyncio.to_thread(shutil.rmtree, server.home, ignore_errors=True)
 
 
-def server_home(settings: DeploySettings, name: str) -> Path:
-    """A BentoML home of the server's own that shares the model store.
+def worker_command(*, fd: int, worker_id: int, arguments: Mapping[str, str]) -> list[str]:
+    """One BentoML HTTP worker of the prediction service, serving on the inherited listening socket ``fd``."""
+    return [
+        sys.executable, "-m", BENTOML_WORKER, SERVICE,
+        "--fd", str(fd),
+        "--worker-id", str(worker_id),
+        "--args", json.dumps(dict(arguments)),
+        "--timeout-keep-alive", str(SERVER_KEEPALIVE_S),
+    ]  # fmt: skip
 
-    BentoML wipes ``<home>/prometheus_multiproc_dir`` when a server starts; with one home for
-    all servers, starting the new version would wipe the metrics of the one still draining.
+
+def server_home(settings: DeploySettings, name: str) -> Path:
+    """A BentoML home of the server's own that shares the model store, with empty metrics files.
+
+    The workers of a server add up their Prometheus counters in ``<home>/prometheus_multiproc_dir``
+    (emptied here, as ``bentoml serve`` empties it); with one home for all servers, starting the
+    new version would wipe the metrics of the one still draining.
     """
     home = settings.run_dir / "homes" / name
-    home.mkdir(parents=True, exist_ok=True)
+    metrics = home / _METRICS_DIR
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
     models = settings.bentoml_home / "models"
     models.mkdir(parents=True, exist_ok=True)
     link = home / "models"
@@ -229,6 +295,7 @@ def server_environment(settings: DeploySettings, *, home: Path | None = None) ->
     """
     env = {k: v for k, v in settings_environment(settings).items() if k not in SERVER_WITHHELD}
     env["BENTOML_HOME"] = str(home or settings.bentoml_home)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(Path(env["BENTOML_HOME"]) / _METRICS_DIR)
     env["BENTOML_DO_NOT_TRACK"] = "True"
     return env
 
@@ -248,7 +315,20 @@ def port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+def _listen(host: str) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((host, 0))
+        listener.listen(_BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 async def _ready(url: str) -> bool:
+    # Until the worker accepts, the request waits in the listening socket's backlog: it is answered
+    # as soon as the server serves, and times out (to be asked again) only while it starts.
     try:
         async with httpx.AsyncClient(timeout=2.0) as client:
             return (await client.get(f"{url}/readyz")).status_code == httpx.codes.OK
@@ -256,14 +336,20 @@ async def _ready(url: str) -> bool:
         return False
 
 
-async def _until(check: Callable[[], Awaitable[bool]], *, child: Child, timeout_s: float) -> bool:
-    """Poll ``check`` until it holds, the child exits, or ``timeout_s`` passes."""
+async def _until(
+    check: Callable[[], Awaitable[bool]], *, processes: Sequence[Child], timeout_s: float
+) -> bool:
+    """Poll ``check`` until it holds, one of ``processes`` exits, or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and child.alive:
+    while time.monotonic() < deadline and all(process.alive for process in processes):
         if await check():
             return True
         await asyncio.sleep(_POLL_S)
     return False
+
+
+def _tails(server: Server) -> str:
+    return "\n".join(log_tail(worker.log_path) for worker in server.workers)
 
 
 def _socket_dir(run_dir: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from services.deploy.processes import TAG, ProcessBook, tagged
 
-# A parent whose child moves to a session of its own, as circus does with BentoML's workers.
+# A parent whose child moves to a session of its own (as circus does with the workers it starts).
 PARENT = [
     sys.executable,
     "-c",

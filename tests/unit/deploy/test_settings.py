@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.deploy.rollout import server_environment, server_home, settings_environment
+from services.deploy.rollout import (
+    SERVICE,
+    server_environment,
+    server_home,
+    settings_environment,
+    worker_command,
+)
 from services.deploy.settings import DeploySettings
 
 
@@ -59,3 +65,21 @@ def test_each_server_has_a_home_of_its_own_sharing_the_model_store(tmp_path: Pat
     assert (home / "models").resolve() == (settings.bentoml_home / "models").resolve()
     assert server_home(settings, "server-churn-v2-4242") == home  # idempotent
     assert server_environment(settings, home=home)["BENTOML_HOME"] == str(home)
+
+
+def test_a_server_home_starts_with_empty_metrics_files_its_workers_share(tmp_path: Path) -> None:
+    settings = DeploySettings(state_dir=tmp_path)
+    home = server_home(settings, "server-churn-v2-4242")
+    (home / "prometheus_multiproc_dir" / "counter_1.db").write_bytes(b"left by an earlier run")
+    home = server_home(settings, "server-churn-v2-4242")
+    assert list((home / "prometheus_multiproc_dir").iterdir()) == []
+    env = server_environment(settings, home=home)
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(home / "prometheus_multiproc_dir")
+
+
+def test_a_worker_serves_the_service_on_the_socket_it_inherits() -> None:
+    argv = worker_command(fd=7, worker_id=2, arguments={"model_tag": "churn:v2", "workers": "2"})
+    assert argv[1:4] == ["-m", "_bentoml_impl.worker.service", SERVICE]
+    options = dict(zip(argv[4::2], argv[5::2], strict=True))
+    assert options["--fd"] == "7" and options["--worker-id"] == "2"
+    assert options["--args"] == '{"model_tag": "churn:v2", "workers": "2"}'
