@@ -3,6 +3,7 @@
 - ``conveyor``: the pipeline's stable endpoint (router → ``bentoml serve``), deployed through the
   deploy service by a ModelApproved, as in production.
 - ``conveyor-direct``: the same BentoML server, reached without the router (to price the hop).
+- ``conveyor-unbatched``: Conveyor's server with its adaptive batching off, direct (throughput only).
 - ``starlette``: the model behind a bare Starlette route under uvicorn (``bare_server``).
 - ``mlflow``: ``mlflow models serve`` of the same model, from the benchmark's own environment.
 """
@@ -11,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.deploy.processes import tagged
+from services.deploy.rollout import server_environment
 from services.deploy.serving.model_store import model_tag
 from tests.bench.deploy_stack import DeployStack
 from tests.bench.harness import (
     ROOT,
+    SINGLE_THREADED,
     BenchContext,
     Started,
     bench_env,
@@ -154,24 +157,25 @@ def worker_pid(pids: list[int]) -> int | None:
     return pids[-1] if pids else None
 
 
-async def start_batched(context: BenchContext, stack: DeployStack, served: ServingSet) -> Started:
-    """The batchable variant on the same model, direct (no router); adds its target to ``served``."""
+async def start_unbatched(context: BenchContext, stack: DeployStack, served: ServingSet) -> Started:
+    """The same Conveyor server with adaptive batching off, direct (no router); adds its target."""
     port = free_port()
     argv = python_module(
-        "bentoml", "serve", "tests.bench.batched_service:BatchedPrediction",
+        "bentoml", "serve", "services.deploy.serving.service:PredictionService",
         "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT),
         "--arg", f"model_tag={model_tag(served.fitted.spec.name, 1)}",
+        "--arg", f"correlation_id={uuid.uuid4()}",
     )  # fmt: skip
-    env = bench_env({"BENTOML_HOME": str(stack.settings.bentoml_home)})
+    env = {**server_environment(stack.settings), **SINGLE_THREADED, "CONVEYOR_SERVING_BATCH_MAX_ROWS": "1"}
     process = start(
-        f"batched-{served.kind}",
+        f"unbatched-{served.kind}",
         argv,
         env=env,
         log_dir=context.scratch("logs"),
         url=f"http://127.0.0.1:{port}",
     )
     served.started.append(process)
-    await wait_until(http_ok(f"{process.url}/readyz"), timeout_s=120, what="batched server", alive=process)
-    rows = [json.dumps({"rows": [json.loads(body)]}).encode() for body in served.targets["conveyor"].bodies]
-    served.targets["conveyor-batched"] = Target("conveyor-batched", f"{process.url}/v1/predict", rows)
+    await wait_until(http_ok(f"{process.url}/readyz"), timeout_s=120, what="unbatched server", alive=process)
+    bodies_ = served.targets["conveyor"].bodies
+    served.targets["conveyor-unbatched"] = Target("conveyor-unbatched", f"{process.url}/v1/predict", bodies_)
     return process
