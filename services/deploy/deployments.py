@@ -146,6 +146,8 @@ class Deployer:
             or self._rollout.serving(record.pipeline) == current.version
         ):
             return
+        if await self._rollout.revive(record.pipeline):
+            return
         log.warning("%s version %d is not serving; starting it", record.pipeline, current.version)
         await self._serve(record, current)
 

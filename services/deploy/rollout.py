@@ -58,12 +58,20 @@ class ServingError(Exception):
 
 @dataclass
 class Server:
-    """The BentoML worker processes serving one model version on one port."""
+    """The BentoML worker processes serving one model version on one port.
+
+    The deploy service keeps the listening socket the workers share: while a lost worker is
+    started again on it, requests wait in its backlog instead of being refused.
+    """
 
     version: int
     port: int
+    name: str
+    listener: socket.socket
     workers: tuple[Child, ...]
     home: Path
+    env: Mapping[str, str]
+    arguments: Mapping[str, str]
 
     @property
     def url(self) -> str:
@@ -72,7 +80,7 @@ class Server:
 
     @property
     def alive(self) -> bool:
-        """Whether every worker still runs (a server that lost one is replaced as a whole)."""
+        """Whether every worker still runs."""
         return all(worker.alive for worker in self.workers)
 
 
@@ -219,28 +227,60 @@ class Rollout:
         )
 
     async def _spawn_server(self, *, pipeline: str, version: int, arguments: Mapping[str, str]) -> Server:
-        """Bind a free local port and start the workers on it (the socket stays with them only)."""
-        count = self._settings.serving_workers
+        """Bind a free local port and start the workers on it."""
         listener = _listen("127.0.0.1")
-        workers: list[Child] = []
+        port: int = listener.getsockname()[1]
+        name = f"server-{pipeline}-v{version}-{port}"
+        home = server_home(self._settings, name)
+        count = self._settings.serving_workers
+        server = Server(
+            version=version,
+            port=port,
+            name=name,
+            listener=listener,
+            workers=(),
+            home=home,
+            env=server_environment(self._settings, home=home),
+            arguments={**arguments, "workers": str(count)},
+        )
         try:
-            port: int = listener.getsockname()[1]
-            name = f"server-{pipeline}-v{version}-{port}"
-            home = server_home(self._settings, name)
-            env = server_environment(self._settings, home=home)
             for worker_id in range(1, count + 1):
-                argv = worker_command(
-                    fd=listener.fileno(), worker_id=worker_id, arguments={**arguments, "workers": str(count)}
-                )
-                worker = await self._processes.spawn(
-                    f"{name}-w{worker_id}", argv, env=env, cwd=PROJECT_ROOT, pass_fds=(listener.fileno(),)
-                )
-                workers.append(worker)
-        finally:
-            listener.close()
-        return Server(version=version, port=port, workers=tuple(workers), home=home)
+                server.workers = (*server.workers, await self._spawn_worker(server, worker_id))
+        except BaseException:
+            await self._stop_server(server)
+            raise
+        return server
+
+    async def _spawn_worker(self, server: Server, worker_id: int) -> Child:
+        fd = server.listener.fileno()
+        argv = worker_command(fd=fd, worker_id=worker_id, arguments=server.arguments)
+        return await self._processes.spawn(
+            f"{server.name}-w{worker_id}", argv, env=server.env, cwd=PROJECT_ROOT, pass_fds=(fd,)
+        )
+
+    async def revive(self, pipeline: str) -> bool:
+        """Start a serving server's lost workers again on its socket; whether it serves again.
+
+        Requests keep arriving at the router meanwhile and wait in the socket's backlog, as under
+        ``bentoml serve``'s arbiter; a server that does not come back is left for a full restart.
+        """
+        endpoint = self.endpoints.get(pipeline)
+        server = endpoint.server if endpoint is not None else None
+        if endpoint is None or server is None or not endpoint.router.alive or server.alive:
+            return False
+        timeout = self._settings.serving_stop_timeout_s
+        workers = list(server.workers)
+        for index, worker in enumerate(workers):
+            if not worker.alive:
+                await self._processes.stop(worker, timeout_s=timeout)  # and whatever it left behind
+                workers[index] = await self._spawn_worker(server, worker_id=index + 1)
+                log.warning("%s: worker %d exited; started it again", server.name, index + 1)
+        server.workers = tuple(workers)
+        ready = partial(_ready, server.url)
+        return await _until(ready, processes=server.workers, timeout_s=self._settings.serving_ready_timeout_s)
 
     async def _stop_server(self, server: Server) -> None:
+        server.listener.close()  # nothing new waits for workers that are stopping
         timeout = self._settings.serving_stop_timeout_s
         await asyncio.gather(*(self._processes.stop(worker, timeout_s=timeout) for worker in server.workers))
         await asyncio.to_thread(shutil.rmtree, server.home, ignore_errors=True)

@@ -82,28 +82,35 @@ async def rollout(two_workers: DeploySettings) -> AsyncIterator[Rollout]:
         assert tagged(f"{two_workers.run_dir.resolve()}::", exact=False) == []
 
 
-async def test_two_workers_share_the_port_and_a_lost_worker_replaces_the_server(
+async def test_two_workers_share_the_port_and_a_lost_worker_is_started_again_on_it(
     rollout: Rollout, stored_tag: str
 ) -> None:
     row = dataset().rows(dataset().test)[0]
     port = free_local_port()
     serve = partial(rollout.roll_out, pipeline=PIPELINE, port=port, version=1, tag=stored_tag)
     await serve(correlation_id=uuid.uuid4())
-    first = rollout.endpoints[PIPELINE].server
-    assert first is not None and len(first.workers) == 2 and rollout.serving(PIPELINE) == 1
+    server = rollout.endpoints[PIPELINE].server
+    assert server is not None and len(server.workers) == 2 and rollout.serving(PIPELINE) == 1
     assert _version(f"http://127.0.0.1:{port}", row) == 1
 
     exited = asyncio.create_task(rollout.any_exit(timeout_s=60))  # what wakes the deploy service's healing
     await asyncio.sleep(0)  # it now waits on every worker
-    os.kill(first.workers[0].pid, signal.SIGKILL)
+    lost = server.workers[0]
+    os.kill(lost.pid, signal.SIGKILL)
     await asyncio.wait_for(exited, timeout=10)
     assert rollout.serving(PIPELINE) is None
-    assert _version(first.url, row) == 1  # the other worker still accepts on the shared socket
+    assert _version(server.url, row) == 1  # the other worker still accepts on the shared socket
 
-    await serve(correlation_id=uuid.uuid4())
-    assert rollout.serving(PIPELINE) == 1 and _version(f"http://127.0.0.1:{port}", row) == 1
-    assert all(tagged(worker.tag, exact=True) == [] for worker in first.workers)
-    assert not first.home.exists()
+    assert await rollout.revive(PIPELINE) is True
+    assert rollout.serving(PIPELINE) == 1 and rollout.endpoints[PIPELINE].server is server  # same port
+    assert tagged(lost.tag, exact=True) == [server.workers[0].pid] != [lost.pid]  # same name, new process
+    assert await rollout.revive(PIPELINE) is False  # nothing lost: nothing to do
+    assert _version(f"http://127.0.0.1:{port}", row) == 1
+
+    await serve(correlation_id=uuid.uuid4())  # a full restart still replaces the whole server
+    assert rollout.endpoints[PIPELINE].server is not server and rollout.serving(PIPELINE) == 1
+    assert all(tagged(worker.tag, exact=True) == [] for worker in server.workers)
+    assert not server.home.exists()
 
 
 async def test_a_server_that_cannot_start_leaves_no_process_and_no_endpoint(
