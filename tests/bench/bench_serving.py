@@ -1,7 +1,7 @@
 """Serving: one-row latency at a fixed arrival rate, and throughput at 32 clients, against baselines.
 
 Every endpoint serves the same fitted pipeline with one worker. Conveyor is reached as users reach
-it (the pipeline's router in front of ``bentoml serve``, deployed by a ModelApproved); the
+it (the pipeline's router in front of its BentoML worker, deployed by a ModelApproved); the
 baselines are a bare Starlette route and ``mlflow models serve``. Measurements alternate between
 the endpoints, round after round, and the medians of the rounds are reported.
 """

@@ -126,7 +126,7 @@ class DeployStack:
             await control.close()
 
     def server_pids(self, pipeline: str) -> list[int]:
-        """Pids of the BentoML server processes (arbiter and workers) of a pipeline."""
+        """Pids of the BentoML worker processes serving a pipeline."""
         return tagged(f"{self.settings.run_dir.resolve()}::server-{pipeline}-", exact=False)
 
     async def batch(self, event: BatchPredictionRequested, *, timeout_s: float) -> BatchPredictionCompleted:

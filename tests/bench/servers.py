@@ -1,6 +1,6 @@
 """The endpoints the serving benchmarks compare, all serving one fitted model with one worker each.
 
-- ``conveyor``: the pipeline's stable endpoint (router → ``bentoml serve``), deployed through the
+- ``conveyor``: the pipeline's stable endpoint (router → BentoML worker), deployed through the
   deploy service by a ModelApproved, as in production.
 - ``conveyor-direct``: the same BentoML server, reached without the router (to price the hop).
 - ``conveyor-unbatched``: Conveyor's server with its adaptive batching off, direct (throughput only).

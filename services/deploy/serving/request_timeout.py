@@ -59,7 +59,7 @@ def install() -> None:
     """Make BentoML build its servers' timeout middleware from ``RequestTimeout``.
 
     BentoML looks the class up in its ``traffic`` module each time it assembles a server's
-    middleware, so replacing it there (before ``bentoml serve`` builds the app) is enough.
+    middleware, so replacing it there (before the worker builds its app) is enough.
     """
     traffic.TimeoutMiddleware = RequestTimeout  # type: ignore[misc,assignment]
 

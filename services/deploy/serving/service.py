@@ -1,7 +1,9 @@
 """The BentoML service behind every pipeline endpoint: one approved model version per server.
 
-Started by the deploy service as ``bentoml serve services.deploy.serving.service:PredictionService
---arg model_tag=<pipeline>:v<N> --arg correlation_id=<uuid> --arg workers=<n>``.
+The deploy service starts BentoML's HTTP workers of this service on a socket it binds (see
+``services.deploy.rollout``), with the arguments ``model_tag=<pipeline>:v<N>``,
+``correlation_id=<uuid>`` and ``workers=<n>``; ``bentoml serve`` of this class with the same
+``--arg`` values runs it too.
 """
 
 from __future__ import annotations
