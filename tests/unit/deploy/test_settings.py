@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from services.deploy.settings import DeploySettings
 
 
 def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in [name for name in os.environ if name.startswith("CONVEYOR_")]:
+        monkeypatch.delenv(name)  # the defaults, whatever the shell running the tests exports
     monkeypatch.setenv("CONVEYOR_STATE_DIR", str(tmp_path))
     settings = DeploySettings()
     assert (settings.deploy_port, settings.environment, settings.serving_workers) == (8100, "local", 1)
