@@ -8,6 +8,7 @@ import contextlib
 import signal
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 
 from services.deploy.router.proxy import Router, admin_app, public_app
@@ -47,7 +48,9 @@ def main() -> None:
     parser.add_argument("--upstream", default=None)
     args = parser.parse_args()
     configure_logging("deploy-router")
-    asyncio.run(serve(host=args.host, port=args.port, admin_socket=args.admin_socket, upstream=args.upstream))
+    # uvloop: the router only moves bytes between sockets, and uvloop's C event loop and transports
+    # make each proxied request cost a fraction of the CPU asyncio's pure-Python ones do.
+    uvloop.run(serve(host=args.host, port=args.port, admin_socket=args.admin_socket, upstream=args.upstream))
 
 
 if __name__ == "__main__":
