@@ -57,9 +57,9 @@ the output (sha256 + upload, about 0.1 s) stay serial, which bounds the job near
 baseline. A file written in smaller row groups lets the next group download while one is scored.
 For the random forest the trees dominate, and scoring in chunks is if anything faster than one
 predict_proba over a million rows (in process, best of four: 2.6-2.8 s against 3.2 s), so the
-job adds only the first download and the final put. The machine was shared with other
-benchmarks during these runs: the LR baseline took 0.5-1.7 s (0.25 s when quiet) and the ratios
-moved with it, LR 0.44-0.77x and RF 0.68-1.05x over four runs.
+job adds only the first download and the final put. Ratios move with the machine: with other
+benchmarks running beside it the LR baseline took 0.5-1.7 s and the ratios spread over LR 0.44-0.77x
+and RF 0.68-1.05x in four runs; the committed run had the machine to itself.
 """
 
 

@@ -51,7 +51,7 @@ def step_timings(fitted: Fitted, *, repeat: int) -> dict[str, float]:
         "model: preprocessing": lambda: model[:-1].transform(frame),
         "model: estimator.predict": lambda: estimator.predict(features),
         "model: estimator.predict_proba": lambda: estimator.predict_proba(features),
-        "model: predict_frame (all three)": lambda: predict_frame(model, frame, card),
+        "model: predict_frame (preprocessing + one predict_proba)": lambda: predict_frame(model, frame, card),
         "capture + metrics (Monitor.observe)": lambda: monitor.observe([uuid.uuid4().hex], [row], labels),
         "answer() without capture": lambda: answer(loaded, row),
         "response → JSON": lambda: response.model_dump_json(),
