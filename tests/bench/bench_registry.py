@@ -59,17 +59,17 @@ the entries after it (here 100 snapshots of 0.15 MB and 800 entries), verifying 
 the `x-amz-meta-sha256` header its GET returns instead of a stat before it: JournalStore.load about
 1.6 s against about 30-45 s before, and it no longer grows with history, only with the number of
 groups. The registry also loads the journal while Kafka assigns its consumers their partitions
-(handlers wait for the load), and its consumers heartbeat every 500 ms (Kafka's default is 3 s,
-and a consumer notices that its group is rebalancing only at its next heartbeat: the registry's
-second consumer joining cost 3 s of a 4.6 s restart before). The restart is now about 2 s: the
-journal's load (1.6 s here) overlapped with the process's imports (about 1.4 s, a third of it
-pandas, pulled in through `shared.pipeline_spec`) and the group join. Reads are served from memory; their p50 is the HTTP stack plus building the answer. FastAPI validates and serialises
-every returned model again through the route's response model, and listing groups computes each
-group's champion by scanning its 100 versions, so `list groups` costs about 4-6 ms above the HTTP
-floor. The p99 tails come from the shared two-core machine (MinIO, Kafka and the load generator run
-beside it). After loading, the folded state (some 300,000 objects) is moved out of the garbage
-collector's reach with `gc.freeze()`, so full collections (about 0.2 s over it) no longer pause
-requests.
+(handlers wait for the load), and its consumers heartbeat every 500 ms (Kafka's default is 3 s, and
+a consumer notices that its group is rebalancing only at its next heartbeat: the registry's second
+consumer joining cost 3 s of a 4.6 s restart before). The restart is now about 2 s: the journal's
+load (1.6 s here) overlapped with the process's imports (about 1.4 s, a third of it pandas, pulled
+in through `shared.pipeline_spec`) and the group join. Reads are served from memory; their p50 is
+the HTTP stack plus building the answer. FastAPI validates and serialises every returned model again
+through the route's response model, and listing groups computes each group's champion by scanning
+its 100 versions, so `list groups` costs about 4-6 ms above the HTTP floor. The p99 tails come from
+the shared two-core machine (MinIO, Kafka and the load generator run beside it). After loading, the
+folded state (some 300,000 objects) is moved out of the garbage collector's reach with
+`gc.freeze()`, so full collections (about 0.2 s over it) no longer pause requests.
 """
 
 
