@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import urllib3
@@ -204,6 +204,22 @@ class ArtifactStore:
         headers: DictType | None = None,
     ) -> bytes:
         """The object's bytes from ``offset``: ``length`` of them, or all the rest when it is 0."""
+        return self._get(location, offset=offset, length=length, headers=headers)[0]
+
+    def _read_with_digest(self, location: ObjectLocation) -> tuple[bytes, str | None]:
+        """The bytes at ``location`` and the digest recorded with them, which its GET returns as a header."""
+        data, headers = self._get(location)
+        return data, headers.get(_DIGEST_HEADER)
+
+    def _get(
+        self,
+        location: ObjectLocation,
+        *,
+        offset: int = 0,
+        length: int = 0,
+        headers: DictType | None = None,
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """One GET: the bytes asked for and the response's headers."""
         try:
             response = self._client.get_object(
                 location.bucket, location.key, offset=offset, length=length, request_headers=headers
@@ -213,21 +229,7 @@ class ArtifactStore:
                 raise ObjectNotFoundError(f"no object at {location.uri}") from error
             raise
         try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
-
-    def _read_with_digest(self, location: ObjectLocation) -> tuple[bytes, str | None]:
-        """The bytes at ``location`` and the digest recorded with them, which its GET returns as a header."""
-        try:
-            response = self._client.get_object(location.bucket, location.key)
-        except S3Error as error:
-            if error.code in _MISSING_CODES:
-                raise ObjectNotFoundError(f"no object at {location.uri}") from error
-            raise
-        try:
-            return response.read(), response.headers.get(_DIGEST_HEADER)
+            return response.read(), response.headers
         finally:
             response.close()
             response.release_conn()
