@@ -340,14 +340,6 @@ def server_environment(settings: DeploySettings, *, home: Path | None = None) ->
     return env
 
 
-def free_local_port() -> int:
-    """A port nothing listens on right now (the server binds it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def port_in_use(host: str, port: int) -> bool:
     """Whether something accepts connections on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

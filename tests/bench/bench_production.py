@@ -44,11 +44,11 @@ from shared.profile import profile_frame
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore, minio_client
-from tests.bench.harness import SINGLE_THREADED, BenchContext, free_port, free_port_range, remove_bucket
+from tests.bench.harness import SINGLE_THREADED, BenchContext, remove_bucket
 from tests.bench.load import median
 from tests.bench.report import Section, now
 from tests.integration.kafka_tools import start_group_at_end
-from tests.integration.processes import ServiceProcess
+from tests.integration.processes import ServiceProcess, free_port, free_port_range
 
 SERVICES = ("registry", "ingest", "train", "evaluate", "deploy")
 STAGES: tuple[tuple[str, type[Event]], ...] = (
@@ -168,7 +168,7 @@ def _settings(context: BenchContext) -> tuple[Settings, dict[str, str]]:
         CONVEYOR_STATE_DIR=str(settings.state_dir),
         CONVEYOR_ARTIFACTS_BUCKET=settings.artifacts_bucket,
         CONVEYOR_LANDING_BUCKET=settings.landing_bucket,
-        CONVEYOR_SERVING_PORT_BASE=str(free_port_range(20)),
+        CONVEYOR_SERVING_PORT_BASE=str(free_port_range(20, low=41000, high=49000)),
         CONVEYOR_SERVING_PORT_COUNT="20",
     )
     return settings, env

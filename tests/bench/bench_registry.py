@@ -36,7 +36,6 @@ from tests.bench.harness import (
     SINGLE_THREADED,
     BenchContext,
     bench_env,
-    free_port,
     http_ok,
     python_module,
     remove_bucket,
@@ -46,7 +45,7 @@ from tests.bench.harness import (
 from tests.bench.load import Target, median, open_loop
 from tests.bench.report import Section, now
 from tests.integration.kafka_tools import start_group_at_end
-from tests.integration.processes import ServiceProcess
+from tests.integration.processes import ServiceProcess, free_port
 
 RATE = 50.0
 READERS = 16

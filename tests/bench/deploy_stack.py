@@ -27,7 +27,7 @@ from shared.events import (
 )
 from shared.messaging import ensure_topics
 from shared.storage import ArtifactStore, minio_client
-from tests.bench.harness import BenchContext, free_port, free_port_range, remove_bucket, wait_until
+from tests.bench.harness import BenchContext, remove_bucket, wait_until
 from tests.bench.models import Fitted
 from tests.integration.deploy.fixtures import (
     EventCollector,
@@ -38,6 +38,7 @@ from tests.integration.deploy.fixtures import (
 )
 from tests.integration.deploy.service_process import DeployProcess, cleanup, wait_gone
 from tests.integration.kafka_tools import start_group_at_end
+from tests.integration.processes import free_port, free_port_range
 
 
 def deploy_settings(context: BenchContext, *, name: str) -> DeploySettings:
@@ -50,7 +51,7 @@ def deploy_settings(context: BenchContext, *, name: str) -> DeploySettings:
             "landing_bucket": f"bench-land-{tag}",
             "state_dir": context.scratch(f"deploy-{name}"),
             "deploy_port": free_port(),
-            "serving_port_base": free_port_range(10),
+            "serving_port_base": free_port_range(10, low=41000, high=49000),
             "serving_port_count": 10,
         }
     )

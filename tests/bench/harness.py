@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -109,27 +108,6 @@ def start(name: str, argv: Sequence[str], *, env: Mapping[str, str], log_dir: Pa
 def python_module(module: str, *args: str) -> list[str]:
     """argv running ``module`` with the project's interpreter."""
     return [sys.executable, "-m", module, *args]
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def free_port_range(count: int, *, low: int = 41000, high: int = 49000) -> int:
-    """The first port of ``count`` consecutive free loopback ports."""
-    for base in range(low, high, count):
-        if not any(_in_use(port) for port in range(base, base + count)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _in_use(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def wait_until(

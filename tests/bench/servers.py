@@ -27,7 +27,6 @@ from tests.bench.harness import (
     BenchContext,
     Started,
     bench_env,
-    free_port,
     http_ok,
     python_module,
     start,
@@ -37,6 +36,7 @@ from tests.bench.load import Target
 from tests.bench.mlflow_env import BenchVenv
 from tests.bench.models import Fitted, Kind, bodies, fitted
 from tests.integration.deploy.fixtures import model_artifact
+from tests.integration.processes import free_port
 
 WORKERS = 1
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
+
+from services.deploy.rollout import port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED_MESSAGE = "FastStream app started successfully"
@@ -93,8 +97,18 @@ class ServiceProcess:
 
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_range(count: int, *, low: int, high: int) -> int:
+    """The first of ``count`` consecutive loopback ports nothing listens on, somewhere in [low, high).
+
+    Picked at random, so that test sessions and benchmarks running side by side rarely collide.
+    """
+    for _ in range(50):
+        base = random.randrange(low, high - count, count)
+        if not any(port_in_use("127.0.0.1", port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} free ports in a row between {low} and {high}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,7 +11,6 @@ from aiokafka import AIOKafkaProducer
 from minio import Minio
 
 from services.deploy.app import CONSUMED, PRODUCED
-from services.deploy.rollout import free_local_port, port_in_use
 from services.deploy.settings import DeploySettings
 from shared import topics
 from shared.messaging import ensure_topics
@@ -21,14 +19,7 @@ from shared.storage import ArtifactStore, minio_client
 from tests.integration.deploy.fixtures import EventCollector
 from tests.integration.deploy.service_process import DeployProcess, cleanup, wait_gone
 from tests.integration.kafka_tools import start_group_at_end
-
-
-def _free_port_range(count: int) -> int:
-    for _ in range(50):
-        base = random.randrange(21000, 29000, count)
-        if not any(port_in_use("127.0.0.1", p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError("no free port range for test endpoints")
+from tests.integration.processes import free_port, free_port_range
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +35,8 @@ def deploy_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
             "artifacts_bucket": f"deploy-art-{tag}",
             "landing_bucket": f"deploy-land-{tag}",
             "state_dir": tmp_path_factory.mktemp("deploy-state"),
-            "deploy_port": free_local_port(),
-            "serving_port_base": _free_port_range(10),
+            "deploy_port": free_port(),
+            "serving_port_base": free_port_range(10, low=21000, high=29000),
             "serving_port_count": 10,
             "capture_flush_interval_s": 0.2,
             "capture_batch_size": 100,

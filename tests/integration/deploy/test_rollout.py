@@ -19,13 +19,14 @@ import httpx
 import pytest
 
 from services.deploy.processes import ProcessBook, tagged
-from services.deploy.rollout import PROJECT_ROOT, Rollout, ServingError, free_local_port
+from services.deploy.rollout import PROJECT_ROOT, Rollout, ServingError
 from services.deploy.serving.model_store import model_tag
 from services.deploy.serving.predict import ModelCard
 from services.deploy.settings import DeploySettings
 from shared.settings import Settings
 from shared.storage import sha256_hex
 from tests.integration.deploy.fixtures import dataset, fit_model, model_artifact
+from tests.integration.processes import free_port
 
 PIPELINE = "rollout"
 # BentoML fixes its model store on first use in a process, so the model is saved by a process of its own.
@@ -86,7 +87,7 @@ async def test_two_workers_share_the_port_and_a_lost_worker_is_started_again_on_
     rollout: Rollout, stored_tag: str
 ) -> None:
     row = dataset().rows(dataset().test)[0]
-    port = free_local_port()
+    port = free_port()
     serve = partial(rollout.roll_out, pipeline=PIPELINE, port=port, version=1, tag=stored_tag)
     await serve(correlation_id=uuid.uuid4())
     server = rollout.endpoints[PIPELINE].server
@@ -118,7 +119,7 @@ async def test_a_server_that_cannot_start_leaves_no_process_and_no_endpoint(
 ) -> None:
     with pytest.raises(ServingError, match="did not become ready"):
         await rollout.roll_out(
-            pipeline="absent", port=free_local_port(), version=1, tag="absent:v1", correlation_id=uuid.uuid4()
+            pipeline="absent", port=free_port(), version=1, tag="absent:v1", correlation_id=uuid.uuid4()
         )
     assert rollout.endpoints == {}
     assert tagged(f"{two_workers.run_dir.resolve()}::", exact=False) == []

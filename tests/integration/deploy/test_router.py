@@ -11,9 +11,9 @@ import httpx
 import pytest
 from aiohttp import web
 
-from services.deploy.rollout import free_local_port
 from services.deploy.router.client import RouterControl
 from services.deploy.router.proxy import Router, admin_app, public_app
+from tests.integration.processes import free_port
 
 
 async def _serve(app: web.Application, *, port: int | None = None, path: Path | None = None) -> web.AppRunner:
@@ -44,7 +44,7 @@ class Upstreams:
         self.runners: dict[int, web.AppRunner] = {}
 
     async def start(self, version: int) -> str:
-        port = free_local_port()
+        port = free_port()
         self.runners[version] = await _serve(_upstream(version), port=port)
         self.urls[version] = f"http://127.0.0.1:{port}"
         return self.urls[version]
@@ -64,7 +64,7 @@ async def upstreams() -> AsyncIterator[Upstreams]:
 @pytest.fixture
 async def routed() -> AsyncIterator[tuple[Router, str]]:
     router = Router(timeout_s=10)
-    port = free_local_port()
+    port = free_port()
     runner = await _serve(public_app(router), port=port)
     yield router, f"http://127.0.0.1:{port}"
     await runner.cleanup()
