@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 from minio import Minio
+from minio.helpers import DictType
 
 from services.registry.journal import JournalEntry
 from services.registry.journal_store import JournalStore
@@ -21,7 +22,7 @@ from services.registry.registry import Registry
 from services.registry.snapshot import encode
 from shared.events import ArtifactRef, ModelDeployed
 from shared.spec_store import SpecStore
-from shared.storage import ArtifactStore, sha256_hex
+from shared.storage import DIGEST_METADATA, ArtifactStore, sha256_hex
 from shared.uris import ObjectLocation
 from tests.integration.registry.test_registry import apply_spec, candidate, new_pipeline
 from tests.unit.registry.entries import history, registered
@@ -105,7 +106,7 @@ def load(minio: Minio, bucket: str, *, snapshot_every: int = 1000) -> tuple[dict
 
 def rewrite(minio: Minio, bucket: str, key: str, body: bytes, *, sha256: str | None) -> None:
     """Replace an object behind the store's back, with the digest metadata given (or none)."""
-    metadata = {"sha256": sha256} if sha256 is not None else None
+    metadata: DictType | None = {DIGEST_METADATA: sha256} if sha256 is not None else None
     minio.put_object(bucket, key, io.BytesIO(body), len(body), metadata=metadata)
 
 
