@@ -2,20 +2,24 @@
 
 The artifact's bytes are checked against the digest recorded at training (``store.get``) and
 then rebuilt by skops with its type allow-list before anything else happens; only then are the
-lineage and the spec read to learn the model's features and task.
+lineage and the spec read to learn the model's features and task. Rows of the version's own test
+split are scored here and stored with their answers: every worker checks them before it serves.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pydantic import ValidationError
 
 from services.deploy.records import ApprovedVersion
-from services.deploy.serving.model_store import model_tag, save_model, stored_card
-from services.deploy.serving.predict import ModelCard
+from services.deploy.serving.model_store import is_stored, model_tag, save_model
+from services.deploy.serving.predict import FeatureError, ModelCard
+from services.deploy.serving.warmup import Warmup, sample
 from shared.events import ModelApproved
 from shared.lineage import LineageRecord
 from shared.model_format import UntrustedModelError, load_model
@@ -34,6 +38,7 @@ REFUSALS = (
     UnknownPipelineError,
     SpecError,
     ValidationError,
+    FeatureError,
 )
 
 
@@ -59,22 +64,21 @@ def import_approved(event: ModelApproved, *, store: ArtifactStore, specs: SpecSt
         classes=_classes(model) if spec.task == "classification" else (),
         sha256=event.model.sha256,
     )
-    save_model(card, data)
+    save_model(card, data, _warmup(store, lineage, model, card))
     return ApprovedVersion.of(event, card)
 
 
 def ensure_imported(version: ApprovedVersion, *, store: ArtifactStore) -> str:
     """The version's BentoML tag, re-importing it from MinIO (verified) if this machine lacks it."""
-    tag = model_tag(version.card.pipeline, version.version)
-    stored = stored_card(tag)
-    if stored is None or stored.sha256 != version.card.sha256:
+    if not is_stored(version.card):
         try:
             data = store.get(version.model)
-            _load(data)
+            model = _load(data)
+            warmup = _warmup(store, read_lineage(store, version.lineage_uri), model, version.card)
         except REFUSALS as error:
             raise ArtifactRefused(f"{type(error).__name__}: {error}") from error
-        save_model(version.card, data)
-    return tag
+        save_model(version.card, data, warmup)
+    return model_tag(version.card.pipeline, version.version)
 
 
 def load_store_code() -> None:
@@ -91,6 +95,12 @@ def read_profile(store: ArtifactStore, lineage_uri: str) -> DataProfile:
     """The training data's profile named by a model's lineage record."""
     lineage = read_lineage(store, lineage_uri)
     return DataProfile.from_json(store.get(lineage.dataset["profile"]))
+
+
+def _warmup(store: ArtifactStore, lineage: LineageRecord, model: Any, card: ModelCard) -> Warmup:
+    """Rows of the version's test split, with the answers the model gives them here."""
+    test_split = pd.read_parquet(io.BytesIO(store.get(lineage.dataset["test"])))
+    return sample(model, card, test_split)
 
 
 def _load(data: bytes) -> Any:

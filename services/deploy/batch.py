@@ -108,10 +108,10 @@ class BatchJobs:
         key = (version.card.pipeline, version.version, version.card.sha256)
         with self._models_lock:
             if key not in self._models:
-                loaded = load_stored(ensure_imported(version, store=self._store))
+                model, card, _ = load_stored(ensure_imported(version, store=self._store))
                 if len(self._models) >= MODELS_KEPT:
                     del self._models[next(iter(self._models))]  # the oldest
-                self._models[key] = loaded
+                self._models[key] = (model, card)
             return self._models[key]
 
     @staticmethod

@@ -1,16 +1,19 @@
-"""Rolling a pipeline's endpoint to another model version: start, ready, switch, drain, stop.
+"""Serving a pipeline's model versions on its stable port: warm workers that switch versions in place.
 
-Each pipeline has one stable endpoint, a router process on a port of its own. A new version gets
-a new BentoML server on a free local port; once its /readyz answers, the router sends new
-requests to it and waits for the requests still on the old server to finish; only then is the
-old server stopped. A server that never becomes ready is stopped and the old one keeps serving.
+Each pipeline's endpoint is BentoML's HTTP workers of the prediction service, started here on the
+pipeline's own port, a socket this process binds and keeps: clients reach the workers directly,
+with no proxy in between, and while a lost worker is started again on the socket, requests wait
+in its backlog instead of being refused. ``bentoml serve``'s circus arbiter is left out: it is one
+more Python process that imports BentoML and the service module only to bind the socket and
+start the workers.
 
-A server is BentoML's HTTP workers, started here on a socket this process binds, as
-``bentoml serve`` starts them under its circus arbiter. The arbiter is left out: it is one more
-Python process that imports BentoML and the service module (sklearn, skops) only to bind the
-socket and start the workers, about half of a server's start-up. Binding here also takes the
-port before anything starts, and a readiness request waits in the socket's backlog until the
-worker accepts, so it is answered the moment the server is ready. The router starts alongside.
+A new version does not get new processes. Every worker is asked over its control socket to
+prepare it (load it from the store, check its digest and types, answer its warm-up rows as
+recorded) while it keeps serving the old one; only once every worker has, they are asked to
+activate it, and each switches atomically between two requests (``services.deploy.serving.versions``).
+A version that any worker fails to prepare is dropped everywhere and the old one keeps serving.
+A rollback is the same switch. A worker started again after a crash loads the endpoint's
+current version.
 """
 
 from __future__ import annotations
@@ -26,15 +29,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
-import httpx
-
 from services.deploy.processes import Child, ProcessBook, log_tail
-from services.deploy.router.client import RouterControl
+from services.deploy.serving import control
 from services.deploy.settings import DeploySettings
 
 log = logging.getLogger("conveyor.deploy.rollout")
@@ -45,63 +46,48 @@ BENTOML_WORKER = "_bentoml_impl.worker.service"
 _BACKLOG = 2048  # BentoML's default
 _METRICS_DIR = "prometheus_multiproc_dir"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Longer than the router's upstream keep-alive, so the router never reuses a closing connection.
+# Longer than what clients commonly keep idle connections for, so a worker does not close first.
 SERVER_KEEPALIVE_S = 65
-_POLL_S = 0.1
+_POLL_S = 0.05
+_STATUS_TIMEOUT_S = 1.0
 SERVER_WITHHELD = frozenset({"CONVEYOR_MINIO_ACCESS_KEY", "CONVEYOR_MINIO_SECRET_KEY", "CONVEYOR_API_TOKENS"})
-_START_ATTEMPTS = 2
 
 
 class ServingError(Exception):
-    """A server or router could not be started or switched to; what was serving keeps serving."""
-
-
-@dataclass
-class Server:
-    """The BentoML worker processes serving one model version on one port.
-
-    The deploy service keeps the listening socket the workers share: while a lost worker is
-    started again on it, requests wait in its backlog instead of being refused.
-    """
-
-    version: int
-    port: int
-    name: str
-    listener: socket.socket
-    workers: tuple[Child, ...]
-    home: Path
-    env: Mapping[str, str]
-    arguments: Mapping[str, str]
-
-    @property
-    def url(self) -> str:
-        """Where the router reaches it."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        """Whether every worker still runs."""
-        return all(worker.alive for worker in self.workers)
+    """An endpoint could not be started or switched to a version; what was serving keeps serving."""
 
 
 @dataclass
 class Endpoint:
-    """A pipeline's stable endpoint: its router, and the server behind it."""
+    """A pipeline's stable endpoint: the socket on its port, and the workers serving on it."""
 
     pipeline: str
     port: int
-    router: Child
-    control: RouterControl
-    server: Server | None = None
+    listener: socket.socket
+    home: Path
+    env: Mapping[str, str]
+    control: str
+    version: int
+    arguments: dict[str, str]
+    workers: list[Child] = field(default_factory=list)
 
     @property
-    def processes(self) -> tuple[Child, ...]:
-        """The router and the server's workers."""
-        return (self.router, *(self.server.workers if self.server else ()))
+    def name(self) -> str:
+        """The name its processes are recorded under."""
+        return f"endpoint-{self.pipeline}"
+
+    @property
+    def alive(self) -> bool:
+        """Whether every worker still runs."""
+        return bool(self.workers) and all(worker.alive for worker in self.workers)
+
+    def control_socket(self, worker_id: int) -> Path:
+        """Where worker ``worker_id`` (from 1) takes commands."""
+        return control.socket_path(self.control, worker_id)
 
 
 class Rollout:
-    """Starts, switches and stops the processes behind every pipeline's endpoint."""
+    """Starts the workers behind every pipeline's endpoint and switches the version they serve."""
 
     def __init__(self, settings: DeploySettings, processes: ProcessBook) -> None:
         self._settings = settings
@@ -113,19 +99,13 @@ class Rollout:
         return f"http://{self._settings.advertised_host}:{port}"
 
     def serving(self, pipeline: str) -> int | None:
-        """The version a live server answers for ``pipeline`` behind a live router, if any."""
+        """The version every live worker of ``pipeline``'s endpoint serves, if any."""
         endpoint = self.endpoints.get(pipeline)
-        if endpoint is None or endpoint.server is None:
-            return None
-        if not (endpoint.router.alive and endpoint.server.alive):
-            return None
-        return endpoint.server.version
+        return endpoint.version if endpoint is not None and endpoint.alive else None
 
     async def any_exit(self, *, timeout_s: float) -> None:
-        """Return once a running router or server process exits, or after ``timeout_s``."""
-        running = [
-            child for endpoint in self.endpoints.values() for child in endpoint.processes if child.alive
-        ]
+        """Return once a running worker exits, or after ``timeout_s``."""
+        running = [w for endpoint in self.endpoints.values() for w in endpoint.workers if w.alive]
         if not running:
             await asyncio.sleep(timeout_s)
             return
@@ -139,151 +119,133 @@ class Rollout:
     async def roll_out(
         self, *, pipeline: str, port: int, version: int, tag: str, correlation_id: UUID
     ) -> None:
-        """Serve ``tag`` behind the pipeline's endpoint, replacing the old server with no failed request."""
-        # The router and the server start side by side: neither needs the other before the switch.
-        # The server, which takes longer, is spawned first.
-        server, endpoint = await asyncio.gather(
-            self._start_server(pipeline=pipeline, version=version, tag=tag, correlation_id=correlation_id),
-            self._endpoint(pipeline, port),
-            return_exceptions=True,
-        )
-        if isinstance(server, BaseException):
-            if isinstance(endpoint, Endpoint) and endpoint.server is None:  # nothing served yet: no endpoint
-                await self.stop(pipeline)
-            raise server
-        if isinstance(endpoint, BaseException):
-            await self._stop_server(server)
-            raise endpoint
-        try:
-            result = await endpoint.control.switch(
-                server.url, drain_timeout_s=self._settings.serving_drain_timeout_s
-            )
-        except Exception as error:
-            await self._stop_server(server)
-            raise ServingError(
-                f"the endpoint of {pipeline} could not switch to version {version}: {error!r}"
-            ) from error
-        previous, endpoint.server = endpoint.server, server
-        log.info("%s now serves version %d (%s)", pipeline, version, result)
-        if previous is not None:
-            await self._stop_server(previous)
+        """Serve ``tag`` on the pipeline's endpoint: in the running workers when there are any."""
+        arguments = {"model_tag": tag, "correlation_id": str(correlation_id)}
+        endpoint = self.endpoints.get(pipeline)
+        if endpoint is not None and not endpoint.alive and not await self.revive(pipeline):
+            await self.stop(pipeline)
+            endpoint = None
+        if endpoint is None:
+            await self._start(pipeline=pipeline, port=port, version=version, arguments=arguments)
+            return
+        await self._switch(endpoint, version=version, arguments=arguments)
 
     async def stop(self, pipeline: str) -> None:
-        """Stop a pipeline's server and router."""
+        """Stop a pipeline's workers and close its port."""
         endpoint = self.endpoints.pop(pipeline, None)
         if endpoint is None:
             return
+        endpoint.listener.close()  # nothing new waits for workers that are stopping
         timeout = self._settings.serving_stop_timeout_s
-        await self._processes.stop(endpoint.router, timeout_s=timeout)
-        if endpoint.server is not None:
-            await self._stop_server(endpoint.server)
-        await endpoint.control.close()
+        await asyncio.gather(
+            *(self._processes.stop(worker, timeout_s=timeout) for worker in endpoint.workers)
+        )
+        await asyncio.to_thread(shutil.rmtree, endpoint.home, ignore_errors=True)
 
     async def stop_all(self) -> None:
-        """Stop every server and router this deploy service started."""
+        """Stop every endpoint this deploy service started."""
         for pipeline in list(self.endpoints):
             await self.stop(pipeline)
         await self._processes.stop_all(timeout_s=self._settings.serving_stop_timeout_s)
 
-    async def _endpoint(self, pipeline: str, port: int) -> Endpoint:
+    async def revive(self, pipeline: str) -> bool:
+        """Start an endpoint's lost workers again on its socket, with its current version; whether it serves.
+
+        Requests keep arriving meanwhile and wait in the socket's backlog (or are answered by the
+        workers still alive).
+        """
         endpoint = self.endpoints.get(pipeline)
-        if endpoint is not None and endpoint.router.alive:
-            return endpoint
-        if endpoint is not None:  # the router died: start a new one (the old server is stopped)
-            await self.stop(pipeline)
-        endpoint = await self._start_router(pipeline, port)
-        self.endpoints[pipeline] = endpoint
-        return endpoint
+        if endpoint is None or endpoint.alive:
+            return False
+        timeout = self._settings.serving_stop_timeout_s
+        for index, worker in enumerate(endpoint.workers):
+            if not worker.alive:
+                await self._processes.stop(worker, timeout_s=timeout)  # and whatever it left behind
+                endpoint.workers[index] = await self._spawn_worker(endpoint, worker_id=index + 1)
+                log.warning("%s: worker %d exited; started it again", endpoint.name, index + 1)
+        return await self._until_serving(endpoint, endpoint.version)
 
-    async def _start_router(self, pipeline: str, port: int) -> Endpoint:
-        control_socket = _socket_dir(self._settings.run_dir) / f"{pipeline}.sock"
-        argv = [
-            sys.executable, "-m", "services.deploy.router",
-            "--host", self._settings.serving_host,
-            "--port", str(port),
-            "--admin-socket", str(control_socket),
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k not in SERVER_WITHHELD}
-        child = await self._processes.spawn(f"router-{pipeline}", argv, env=env, cwd=PROJECT_ROOT)
-        control = RouterControl(control_socket)
-        router_ready = partial(control.wait_ready, timeout_s=_POLL_S)
-        if not await _until(router_ready, processes=(child,), timeout_s=30.0):
-            await self._processes.stop(child, timeout_s=self._settings.serving_stop_timeout_s)
-            await control.close()
-            raise ServingError(f"the router of {pipeline} did not start:\n{log_tail(child.log_path)}")
-        return Endpoint(pipeline=pipeline, port=port, router=child, control=control)
-
-    async def _start_server(self, *, pipeline: str, version: int, tag: str, correlation_id: UUID) -> Server:
-        arguments = {"model_tag": tag, "correlation_id": str(correlation_id)}
-        timeout = self._settings.serving_ready_timeout_s
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            server = await self._spawn_server(pipeline=pipeline, version=version, arguments=arguments)
-            if await _until(partial(_ready, server.url), processes=server.workers, timeout_s=timeout):
-                return server
-            await self._stop_server(server)
-            log.warning("%s did not become ready (attempt %d):\n%s", server.url, attempt, _tails(server))
-        raise ServingError(
-            f"the server of {pipeline} version {version} did not become ready:\n{_tails(server)}"
-        )
-
-    async def _spawn_server(self, *, pipeline: str, version: int, arguments: Mapping[str, str]) -> Server:
-        """Bind a free local port and start the workers on it."""
-        listener = _listen("127.0.0.1")
-        port: int = listener.getsockname()[1]
-        name = f"server-{pipeline}-v{version}-{port}"
-        home = server_home(self._settings, name)
+    async def _start(self, *, pipeline: str, port: int, version: int, arguments: dict[str, str]) -> None:
+        listener = _listen(self._settings.serving_host, port)
+        home = server_home(self._settings, f"endpoint-{pipeline}")
         count = self._settings.serving_workers
-        server = Server(
-            version=version,
+        endpoint = Endpoint(
+            pipeline=pipeline,
             port=port,
-            name=name,
             listener=listener,
-            workers=(),
             home=home,
             env=server_environment(self._settings, home=home),
+            control=str(_socket_dir(self._settings.run_dir) / _short(pipeline)),
+            version=version,
             arguments={**arguments, "workers": str(count)},
         )
         try:
             for worker_id in range(1, count + 1):
-                server.workers = (*server.workers, await self._spawn_worker(server, worker_id))
+                endpoint.workers.append(await self._spawn_worker(endpoint, worker_id))
+            if not await self._until_serving(endpoint, version):
+                raise ServingError(
+                    f"the endpoint of {pipeline} version {version} did not become ready:\n{_tails(endpoint)}"
+                )
         except BaseException:
-            await self._stop_server(server)
+            self.endpoints[pipeline] = endpoint
+            await self.stop(pipeline)
             raise
-        return server
+        self.endpoints[pipeline] = endpoint
 
-    async def _spawn_worker(self, server: Server, worker_id: int) -> Child:
-        fd = server.listener.fileno()
-        argv = worker_command(fd=fd, worker_id=worker_id, arguments=server.arguments)
-        return await self._processes.spawn(
-            f"{server.name}-w{worker_id}", argv, env=server.env, cwd=PROJECT_ROOT, pass_fds=(fd,)
+    async def _switch(self, endpoint: Endpoint, *, version: int, arguments: dict[str, str]) -> None:
+        """Prepare ``version`` in every worker, then activate it in every worker; or change nothing."""
+        started = time.monotonic()
+        tag, correlation_id = arguments["model_tag"], arguments["correlation_id"]
+        prepared = await self._ask_all(
+            endpoint, {"op": "prepare", "tag": tag, "correlation_id": correlation_id}
         )
+        failed = [answer for answer in prepared if isinstance(answer, BaseException)]
+        if failed:
+            await self._ask_all(endpoint, {"op": "discard", "version": version})
+            raise ServingError(f"{endpoint.pipeline} version {version} was not switched to: {failed[0]}")
+        # From here a worker started again loads the new version.
+        endpoint.version, endpoint.arguments = version, {**endpoint.arguments, **arguments}
+        activated = await self._ask_all(endpoint, {"op": "activate", "version": version})
+        for worker_id, answer in zip(_ids(endpoint), activated, strict=True):
+            if isinstance(answer, BaseException):  # it died meanwhile: healing starts it on the new version
+                log.warning("%s: worker %d did not activate: %s", endpoint.name, worker_id, answer)
+        took = time.monotonic() - started
+        log.info("%s now serves version %d (switched in %.3f s)", endpoint.pipeline, version, took)
 
-    async def revive(self, pipeline: str) -> bool:
-        """Start a serving server's lost workers again on its socket; whether it serves again.
+    async def _ask_all(
+        self, endpoint: Endpoint, command: Mapping[str, Any]
+    ) -> list[dict[str, Any] | BaseException]:
+        """Send ``command`` to every worker at once; each answer, or the error in its place."""
+        timeout = self._settings.serving_ready_timeout_s
+        asked = (control.ask(endpoint.control_socket(i), command, timeout_s=timeout) for i in _ids(endpoint))
+        return list(await asyncio.gather(*asked, return_exceptions=True))
 
-        Requests keep arriving at the router meanwhile and wait in the socket's backlog, as under
-        ``bentoml serve``'s arbiter; a server that does not come back is left for a full restart.
-        """
-        endpoint = self.endpoints.get(pipeline)
-        server = endpoint.server if endpoint is not None else None
-        if endpoint is None or server is None or not endpoint.router.alive or server.alive:
-            return False
-        timeout = self._settings.serving_stop_timeout_s
-        workers = list(server.workers)
-        for index, worker in enumerate(workers):
-            if not worker.alive:
-                await self._processes.stop(worker, timeout_s=timeout)  # and whatever it left behind
-                workers[index] = await self._spawn_worker(server, worker_id=index + 1)
-                log.warning("%s: worker %d exited; started it again", server.name, index + 1)
-        server.workers = tuple(workers)
-        ready = partial(_ready, server.url)
-        return await _until(ready, processes=server.workers, timeout_s=self._settings.serving_ready_timeout_s)
+    async def _until_serving(self, endpoint: Endpoint, version: int) -> bool:
+        """Poll every worker until each says it serves ``version`` (or one exits, or time runs out)."""
 
-    async def _stop_server(self, server: Server) -> None:
-        server.listener.close()  # nothing new waits for workers that are stopping
-        timeout = self._settings.serving_stop_timeout_s
-        await asyncio.gather(*(self._processes.stop(worker, timeout_s=timeout) for worker in server.workers))
-        await asyncio.to_thread(shutil.rmtree, server.home, ignore_errors=True)
+        async def serving() -> bool:
+            status = {"op": "status"}
+            try:
+                answers = await asyncio.gather(
+                    *(
+                        control.ask(endpoint.control_socket(i), status, timeout_s=_STATUS_TIMEOUT_S)
+                        for i in _ids(endpoint)
+                    )
+                )
+            except control.ControlError:
+                return False
+            return all(answer["version"] == version for answer in answers)
+
+        timeout = self._settings.serving_ready_timeout_s
+        return await _until(serving, processes=endpoint.workers, timeout_s=timeout)
+
+    async def _spawn_worker(self, endpoint: Endpoint, worker_id: int) -> Child:
+        fd = endpoint.listener.fileno()
+        arguments = {**endpoint.arguments, "control": endpoint.control}
+        argv = worker_command(fd=fd, worker_id=worker_id, arguments=arguments)
+        return await self._processes.spawn(
+            f"{endpoint.name}-w{worker_id}", argv, env=endpoint.env, cwd=PROJECT_ROOT, pass_fds=(fd,)
+        )
 
 
 def worker_command(*, fd: int, worker_id: int, arguments: Mapping[str, str]) -> list[str]:
@@ -347,25 +309,16 @@ def port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def _listen(host: str) -> socket.socket:
+def _listen(host: str, port: int) -> socket.socket:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        listener.bind((host, 0))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
         listener.listen(_BACKLOG)
-    except OSError:
+    except OSError as error:
         listener.close()
-        raise
+        raise ServingError(f"cannot listen on {host}:{port}: {error}") from error
     return listener
-
-
-async def _ready(url: str) -> bool:
-    # Until the worker accepts, the request waits in the listening socket's backlog: it is answered
-    # as soon as the server serves, and times out (to be asked again) only while it starts.
-    try:
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            return (await client.get(f"{url}/readyz")).status_code == httpx.codes.OK
-    except httpx.TransportError:
-        return False
 
 
 async def _until(
@@ -380,13 +333,21 @@ async def _until(
     return False
 
 
-def _tails(server: Server) -> str:
-    return "\n".join(log_tail(worker.log_path) for worker in server.workers)
+def _ids(endpoint: Endpoint) -> range:
+    return range(1, len(endpoint.workers) + 1)
+
+
+def _tails(endpoint: Endpoint) -> str:
+    return "\n".join(log_tail(worker.log_path) for worker in endpoint.workers)
+
+
+def _short(pipeline: str) -> str:
+    # Unix socket paths hold about 100 bytes: a pipeline's name may not fit, its digest does.
+    return hashlib.sha256(pipeline.encode()).hexdigest()[:16]
 
 
 def _socket_dir(run_dir: Path) -> Path:
-    # Unix socket paths are limited to about 100 bytes, so they live in a short private
-    # directory of their own (mode 0700: only this user reaches the control sockets).
+    # A short private directory of its own (mode 0700: only this user reaches the control sockets).
     digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
     directory = Path(tempfile.gettempdir()) / f"conveyor-{os.getuid()}-{digest}"
     directory.mkdir(mode=0o700, exist_ok=True)

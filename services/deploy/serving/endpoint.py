@@ -14,6 +14,7 @@ from services.deploy.serving.feedback import FeedbackError, UnknownPrediction
 from services.deploy.serving.model_store import load_stored
 from services.deploy.serving.monitor import Monitor
 from services.deploy.serving.predict import FeatureError, ModelCard, Predictions, predict_frame, rows_frame
+from services.deploy.serving.warmup import check
 from shared.clients.serving import FeatureValue, FeedbackResult, Prediction, PredictionResponse
 
 Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -28,16 +29,24 @@ class LoadedModel:
 
     @classmethod
     def from_store(cls, tag: str) -> LoadedModel:
-        """Load a model from the BentoML store, verified against its recorded digest."""
-        model, card = load_stored(tag)
-        return cls(model=model, card=card)
+        """Load a model from the BentoML store, verified against its digest and warmed up on its rows.
+
+        The warm-up rows go through the request path itself (rows to frame to model), so a version
+        that answers them as recorded at import answers requests the same way.
+        """
+        model, card, warmup = load_stored(tag)
+        loaded = cls(model=model, card=card)
+        check(warmup, predict_frame(model, request_frame(loaded, warmup.rows), card))
+        return loaded
 
 
-def answer(loaded: LoadedModel, rows: Rows, *, monitor: Monitor | None = None) -> PredictionResponse:
-    """Predict one row or a list of rows; rows with unknown or missing features are refused (400)."""
+def answer(
+    loaded: LoadedModel, rows: Rows, *, monitor: Monitor | None = None, worker: int = 1
+) -> PredictionResponse:
+    """Predict one row or a list of rows; rows with missing features are refused (400)."""
     batch = as_batch(rows)
     predicted = predict_frame(loaded.model, request_frame(loaded, batch), loaded.card)
-    return respond(loaded, batch, predicted, monitor=monitor)
+    return respond(loaded, batch, predicted, monitor=monitor, worker=worker)
 
 
 def as_batch(rows: Rows) -> list[Mapping[str, Any]]:
@@ -46,7 +55,7 @@ def as_batch(rows: Rows) -> list[Mapping[str, Any]]:
 
 
 def request_frame(loaded: LoadedModel, batch: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The request's rows as the model's feature frame; unknown or missing features are a 400."""
+    """The request's rows as the model's feature frame; missing features are a 400, others are ignored."""
     try:
         return rows_frame(batch, loaded.card)
     except FeatureError as error:
@@ -59,9 +68,14 @@ def respond(
     predicted: Predictions,
     *,
     monitor: Monitor | None = None,
+    worker: int = 1,
 ) -> PredictionResponse:
-    """The answer to a request: one prediction per row, each with an id, captured when monitored."""
-    ids = [uuid.uuid4().hex for _ in batch]
+    """The answer to a request: one prediction per row, each with an id, captured when monitored.
+
+    The id names the worker that remembers the prediction, so feedback sent to any worker of the
+    endpoint finds it.
+    """
+    ids = [prediction_id(worker) for _ in batch]
     if monitor is not None:
         monitor.observe(ids, batch, predicted.labels)
     return PredictionResponse(
@@ -76,6 +90,19 @@ def respond(
             for row in range(len(batch))
         ],
     )
+
+
+def prediction_id(worker: int) -> str:
+    """A new prediction id of ``worker``'s."""
+    return f"w{worker}-{uuid.uuid4().hex}"
+
+
+def worker_of(prediction_id: str) -> int | None:
+    """The worker that served a prediction, from its id (None for an id of no worker's)."""
+    head, dash, _ = prediction_id.partition("-")
+    if not dash or not head.startswith("w") or not head[1:].isdigit():
+        return None
+    return int(head[1:])
 
 
 def join_feedback(monitor: Monitor, prediction_id: str, actual: FeatureValue) -> FeedbackResult:

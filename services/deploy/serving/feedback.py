@@ -45,6 +45,11 @@ class FeedbackBook:
             if len(self._predictions) > self._size:
                 self._predictions.popitem(last=False)
 
+    def knows(self, prediction_id: str) -> bool:
+        """Whether a prediction with this id is remembered here."""
+        with self._lock:
+            return prediction_id in self._predictions
+
     def join(self, prediction_id: str, actual: FeatureValue) -> FeedbackResult:
         """Join ground truth to its prediction and update the live figures (once per prediction)."""
         with self._lock:

@@ -1,7 +1,8 @@
 """Approved models in the BentoML model store: skops bytes plus the card that says how to serve them.
 
 Only the skops artifact is stored (never a pickle); the digest recorded at training travels in
-the card and is checked again whenever a server loads the model.
+the card and is checked again whenever a worker loads the model. Beside it lie the version's
+warm-up rows and their answers (``services.deploy.serving.warmup``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import bentoml
 from bentoml.exceptions import NotFound
 
 from services.deploy.serving.predict import ModelCard
+from services.deploy.serving.warmup import Warmup
 from shared.model_format import SUFFIX, load_model
 from shared.storage import IntegrityError, sha256_hex
 
 MODEL_FILE = f"model{SUFFIX}"
 CARD_KEY = "conveyor_card"
+WARMUP_FILE = "warmup.json"
 
 
 def model_tag(pipeline: str, version: int) -> str:
@@ -25,19 +28,29 @@ def model_tag(pipeline: str, version: int) -> str:
     return f"{pipeline}:v{version}"
 
 
-def save_model(card: ModelCard, data: bytes) -> str:
-    """Store a verified artifact under its tag, once; a stale copy with other bytes is replaced."""
+def save_model(card: ModelCard, data: bytes, warmup: Warmup) -> str:
+    """Store a verified artifact and its warm-up under its tag, once; a stale or partial copy is replaced."""
     tag = model_tag(card.pipeline, card.version)
-    stored = stored_card(tag)
-    if stored is not None and stored.sha256 == card.sha256 and _file_digest(tag) == card.sha256:
+    if is_stored(card):
         return tag
+    stored = stored_card(tag)
     if stored is not None:
         bentoml.models.delete(tag)
     labels = {"pipeline": card.pipeline, "version": str(card.version), "format": "skops"}
     metadata = {CARD_KEY: card.model_dump(mode="json")}
     with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
         Path(model.path_of(MODEL_FILE)).write_bytes(data)
+        Path(model.path_of(WARMUP_FILE)).write_text(warmup.model_dump_json())
     return tag
+
+
+def is_stored(card: ModelCard) -> bool:
+    """Whether the store holds this version whole: the same bytes, and its warm-up."""
+    tag = model_tag(card.pipeline, card.version)
+    stored = stored_card(tag)
+    if stored is None or stored.sha256 != card.sha256 or _file_digest(tag) != card.sha256:
+        return False
+    return Path(bentoml.models.get(tag).path_of(WARMUP_FILE)).exists()
 
 
 def stored_card(tag: str) -> ModelCard | None:
@@ -49,14 +62,15 @@ def stored_card(tag: str) -> ModelCard | None:
     return ModelCard.model_validate(model.info.metadata[CARD_KEY])
 
 
-def load_stored(tag: str) -> tuple[Any, ModelCard]:
-    """The model and its card, the bytes checked against the recorded digest before loading."""
+def load_stored(tag: str) -> tuple[Any, ModelCard, Warmup]:
+    """The model, its card and warm-up, the bytes checked against the recorded digest before loading."""
     model = bentoml.models.get(tag)
     card = ModelCard.model_validate(model.info.metadata[CARD_KEY])
     data = Path(model.path_of(MODEL_FILE)).read_bytes()
     if sha256_hex(data) != card.sha256:
         raise IntegrityError(f"model {tag} in the BentoML store does not match its digest {card.sha256}")
-    return load_model(data), card
+    warmup = Warmup.model_validate_json(Path(model.path_of(WARMUP_FILE)).read_bytes())
+    return load_model(data), card, warmup
 
 
 def _file_digest(tag: str) -> str | None:

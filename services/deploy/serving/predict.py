@@ -55,15 +55,17 @@ class Predictions:
 
 
 def rows_frame(rows: Sequence[Mapping[str, Any]], card: ModelCard) -> pd.DataFrame:
-    """The rows as a frame of the model's features; an unknown or missing feature is refused.
+    """The rows as a frame of the model's features; a missing feature is refused.
 
+    Columns the model does not use (an id, a column the spec excludes, a timestamp) are left out
+    rather than refused, as MLflow's schema enforcement does: callers send whole records.
     Built column-block-wise rather than through ``DataFrame.from_records``: for the one-row
     requests of a real-time endpoint, frame construction would otherwise cost more than the model.
     """
-    expected = set(card.features)
+    expected = card.features
     for index, row in enumerate(rows):
-        if row.keys() != expected:
-            raise FeatureError(_mismatch(row.keys(), expected, where=f"row {index}"))
+        if any(name not in row for name in expected):
+            raise FeatureError(_missing(row.keys(), expected, where=f"row {index}"))
     numbers = np.array([[_number(row[name], name) for name in card.numeric] for row in rows], dtype="float64")
     frame = pd.DataFrame(numbers.reshape(len(rows), len(card.numeric)), columns=list(card.numeric))
     for name in card.categorical:
@@ -134,12 +136,6 @@ def _number(value: Any, name: str) -> float:
     return float(value)
 
 
-def _mismatch(given: Any, expected: set[str], *, where: str) -> str:
-    unknown = sorted(set(given) - expected)
-    missing = sorted(expected - set(given))
-    parts = []
-    if unknown:
-        parts.append(f"unknown features {unknown}")
-    if missing:
-        parts.append(f"missing features {missing}")
-    return f"{where}: " + "; ".join(parts)
+def _missing(given: Any, expected: Sequence[str], *, where: str) -> str:
+    missing = sorted(set(expected) - set(given))
+    return f"{where}: missing features {missing}"

@@ -1,33 +1,45 @@
-"""The BentoML service behind every pipeline endpoint: one approved model version per server.
+"""The BentoML service behind every pipeline endpoint: warm workers that switch model versions in place.
 
-The deploy service starts BentoML's HTTP workers of this service on a socket it binds (see
-``services.deploy.rollout``), with the arguments ``model_tag=<pipeline>:v<N>``,
-``correlation_id=<uuid>`` and ``workers=<n>``; ``bentoml serve`` of this class with the same
-``--arg`` values runs it too.
+The deploy service starts BentoML's HTTP workers of this service on the pipeline's own port (a
+socket it binds; see ``services.deploy.rollout``), with the arguments ``model_tag=<pipeline>:v<N>``,
+``correlation_id=<uuid>``, ``workers=<n>`` and ``control=<socket prefix>``. Clients reach the
+workers directly; the deploy service tells each worker over its control socket to prepare and
+then activate a new version (``services.deploy.serving.versions``). ``bentoml serve`` of this
+class with the same ``--arg`` values runs it too (without a control socket).
 """
 
 from __future__ import annotations
 
 import gc
+import os
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 import bentoml
-import pandas as pd
+from bentoml.exceptions import BadInput, NotFound
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.deploy.serving.batching import PredictionBatcher
-from services.deploy.serving.endpoint import LoadedModel, as_batch, join_feedback, request_frame, respond
+from services.deploy.serving import control
+from services.deploy.serving.endpoint import (
+    LoadedModel,
+    as_batch,
+    join_feedback,
+    request_frame,
+    respond,
+    worker_of,
+)
 from services.deploy.serving.errors import ErrorObjects
 from services.deploy.serving.guard import JsonOnly
 from services.deploy.serving.io import Rows, RowsInput
 from services.deploy.serving.metrics import serving_metrics
 from services.deploy.serving.monitor import Monitor
-from services.deploy.serving.predict import Predictions, predict_frame
 from services.deploy.serving.request_timeout import install as install_request_timeout
+from services.deploy.serving.versions import Served, Versions
 from services.deploy.settings import DeploySettings
 from shared.clients.serving import FeatureValue, FeedbackResult, PredictionResponse
 
@@ -40,6 +52,9 @@ class ServingArgs(BaseModel):
     model_tag: str = ""
     correlation_id: UUID = UUID(int=0)
     workers: int = Field(default=1, ge=1)
+    control: str = Field(
+        default="", description="Path prefix of the workers' control sockets; none when empty."
+    )
 
 
 args = bentoml.use_arguments(ServingArgs)
@@ -48,7 +63,7 @@ install_request_timeout()
 
 async def _performance(_: Request) -> JSONResponse:
     service: PredictionService = bentoml.get_current_service()
-    return JSONResponse({**service.monitor.performance(), "model_calls": service.model_calls})
+    return JSONResponse(service.performance())
 
 
 monitoring = Starlette(routes=[Route("/performance", _performance, methods=["GET"])])
@@ -68,40 +83,37 @@ monitoring = Starlette(routes=[Route("/performance", _performance, methods=["GET
     tracing={"excluded_urls": ["/v1/predict", "/v1/feedback"]},
 )
 class PredictionService:
-    """One approved model version of one pipeline, with prediction capture and feedback."""
+    """One pipeline's endpoint worker: the active model version, capture, feedback and version switches."""
 
     def __init__(self) -> None:
-        settings = DeploySettings()
-        self._model_calls = 0
-        self.loaded = LoadedModel.from_store(args.model_tag)
-        self.batcher = (
-            PredictionBatcher(self._predict_frame, max_rows=settings.serving_batch_max_rows)
-            if settings.serving_batch_max_rows > 1
-            else None
+        self.settings = DeploySettings()
+        self.worker = bentoml.server_context.worker_index or 1
+        self.metrics = serving_metrics()
+        self.versions = Versions(
+            self._served(LoadedModel.from_store(args.model_tag), args.correlation_id), make=self._served
         )
-        self.monitor = Monitor(
-            card=self.loaded.card,
-            settings=settings,
-            correlation_id=args.correlation_id,
-            metrics=serving_metrics(),
-        )
+        self._control: Any = None
 
     @bentoml.on_startup
-    async def start_monitoring(self) -> None:
-        """Start publishing captured predictions, then set what is loaded aside from the collector.
+    async def start(self) -> None:
+        """Start publishing captures and answering the deploy service; set the loaded heap aside.
 
         The imports and the model are some 200,000 objects that live as long as the worker; a
         full collection that walks them all takes 100 ms and more on a busy machine, right on
         the event loop. Frozen, they are skipped, and a full collection takes a few ms.
         """
-        await self.monitor.start()
+        await self.versions.active.monitor.start()
+        if args.control:
+            self._control = await control.serve(control.socket_path(args.control, self.worker), self.command)
         gc.collect()
         gc.freeze()
 
     @bentoml.on_shutdown
-    async def stop_monitoring(self) -> None:
-        """Publish what is still queued, then disconnect."""
-        await self.monitor.stop()
+    async def stop(self) -> None:
+        """Stop answering commands, publish what is still queued, then disconnect."""
+        if self._control is not None:
+            self._control.close()
+        await self.versions.stop()
 
     # Async, so the model runs on the worker's event loop: a sync API would hop to BentoML's
     # one-thread pool for every request, which measured 0.5 ms slower per request and a third
@@ -109,27 +121,72 @@ class PredictionService:
     @bentoml.api(route="/v1/predict", input_spec=RowsInput)
     async def predict(self, rows: Rows, /) -> PredictionResponse:
         """Predict one row (an object keyed by feature name) or a list of rows."""
-        batch = as_batch(rows)
-        frame = request_frame(self.loaded, batch)
-        if self.batcher is not None:
-            predicted = await self.batcher.predict(frame)
-        else:
-            predicted = self._predict_frame(frame)
-        return respond(self.loaded, batch, predicted, monitor=self.monitor)
-
-    @property
-    def model_calls(self) -> int:
-        """How many times the model has run (fewer than requests when batching merged them)."""
-        return self._model_calls
-
-    def _predict_frame(self, frame: pd.DataFrame) -> Predictions:
-        self._model_calls += 1
-        return predict_frame(self.loaded.model, frame, self.loaded.card)
+        served = self.versions.active  # the whole request is answered by the version it began with
+        served.in_flight += 1
+        try:
+            batch = as_batch(rows)
+            predicted = await served.predict(request_frame(served.loaded, batch))
+            return respond(served.loaded, batch, predicted, monitor=served.monitor, worker=self.worker)
+        finally:
+            served.in_flight -= 1
 
     @bentoml.api(route="/v1/feedback")
     async def feedback(self, prediction_id: str, actual: FeatureValue) -> FeedbackResult:
-        """Join the ground truth of an earlier prediction to it."""
-        return join_feedback(self.monitor, prediction_id, actual)
+        """Join the ground truth of an earlier prediction to it, whichever worker served it."""
+        owner = worker_of(prediction_id)
+        if owner is None or owner == self.worker or not args.control:
+            return self.join(prediction_id, actual)
+        command = {"op": "feedback", "prediction_id": prediction_id, "actual": actual}
+        try:
+            joined = await control.ask(control.socket_path(args.control, owner), command, timeout_s=10.0)
+        except control.ControlError as error:
+            if str(error).startswith("NotFound"):
+                raise NotFound(str(error).partition(": ")[2]) from None
+            if str(error).startswith("BadInput"):
+                raise BadInput(str(error).partition(": ")[2]) from None
+            raise NotFound(f"no recent prediction has id {prediction_id!r} ({error})") from None
+        return FeedbackResult.model_validate(joined["result"])
+
+    def join(self, prediction_id: str, actual: FeatureValue) -> FeedbackResult:
+        """Join feedback to a prediction this worker served (the active version's or a retired one's)."""
+        monitors = self.versions.monitors()
+        monitor = next((m for m in monitors if m.book.knows(prediction_id)), monitors[0])
+        return join_feedback(monitor, prediction_id, actual)
+
+    async def command(self, command: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Answer one command of the deploy service (or of a sibling worker)."""
+        op = command.get("op")
+        if op == "status":
+            return {**self.versions.status(), "worker": self.worker, "pid": os.getpid()}
+        if op == "prepare":
+            served = await self.versions.prepare(str(command["tag"]), UUID(str(command["correlation_id"])))
+            return {"version": served.version}
+        if op == "activate":
+            return {"version": (await self.versions.activate(int(command["version"]))).version}
+        if op == "discard":
+            await self.versions.discard(int(command["version"]))
+            return {}
+        if op == "feedback":
+            return {
+                "result": self.join(str(command["prediction_id"]), command["actual"]).model_dump(mode="json")
+            }
+        raise ValueError(f"unknown command {op!r}")
+
+    def performance(self) -> dict[str, Any]:
+        """The active version's live figures on this worker, and its model calls."""
+        active = self.versions.active
+        return {**active.monitor.performance(), "model_calls": active.calls, "worker": self.worker}
+
+    def _served(self, loaded: LoadedModel, correlation_id: UUID) -> Served:
+        monitor = Monitor(
+            card=loaded.card, settings=self.settings, correlation_id=correlation_id, metrics=self.metrics
+        )
+        return Served(
+            loaded=loaded,
+            monitor=monitor,
+            correlation_id=correlation_id,
+            batch_max_rows=self.settings.serving_batch_max_rows,
+        )
 
 
 PredictionService.add_asgi_middleware(JsonOnly)  # type: ignore[attr-defined]

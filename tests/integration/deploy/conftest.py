@@ -77,7 +77,7 @@ class DeployStack:
 async def deploy_stack(
     deploy_settings: DeploySettings, deploy_store: ArtifactStore
 ) -> AsyncIterator[DeployStack]:
-    """The deploy service as a process; stopping it must leave no server or router behind."""
+    """The deploy service as a process; stopping it must leave no endpoint worker behind."""
     watched = [*PRODUCED, topics.PREDICTIONS_CAPTURED]
     await ensure_topics(deploy_settings, [*CONSUMED, *PRODUCED])
     await start_group_at_end(

@@ -68,7 +68,7 @@ class DeployProcess:
         self.process = None
 
     def recorded(self, prefix: str = "") -> dict[str, int]:
-        """Pids of the routers and servers the service recorded, by name (names starting with ``prefix``)."""
+        """Pids of the endpoint workers the service recorded, by name (names starting with ``prefix``)."""
         pids = self.settings.run_dir / "pids"
         files = pids.glob(f"{prefix}*.pid") if pids.exists() else ()
         return {p.stem: int(p.read_text()) for p in files}

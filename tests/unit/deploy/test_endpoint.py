@@ -36,8 +36,12 @@ def test_one_row_or_a_list_gets_one_prediction_per_row(classifier: Fitted) -> No
 
 def test_bad_rows_are_a_400(classifier: Fitted) -> None:
     loaded = LoadedModel(model=classifier.model, card=classifier.card)
-    with pytest.raises(BadInput, match="unknown features"):
-        answer(loaded, {**ROW, "height": 1})
+    with pytest.raises(BadInput, match="missing features"):
+        answer(loaded, {"age": 30, "plan": "pro"})
+    assert (
+        answer(loaded, {**ROW, "height": 1}).predictions[0].prediction
+        == answer(loaded, ROW).predictions[0].prediction
+    )
 
 
 def test_served_predictions_are_captured_and_can_be_joined(classifier: Fitted) -> None:

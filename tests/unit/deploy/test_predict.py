@@ -29,17 +29,24 @@ def test_rows_become_the_models_feature_frame(classifier: Fitted) -> None:
 @pytest.mark.parametrize(
     ("row", "words"),
     [
-        ({"age": 1, "income": 2, "plan": "pro", "colour": "red"}, "unknown features ['colour']"),
         ({"age": 1, "plan": "pro"}, "missing features ['income']"),
         ({"age": "old", "income": 2, "plan": "pro"}, "'age' must be a number"),
         ({"age": True, "income": 2, "plan": "pro"}, "'age' must be a number"),
     ],
 )
-def test_rows_with_unknown_missing_or_mistyped_features_are_refused(
+def test_rows_with_missing_or_mistyped_features_are_refused(
     classifier: Fitted, row: dict[str, object], words: str
 ) -> None:
     with pytest.raises(FeatureError, match=words.replace("[", r"\[").replace("]", r"\]")):
         rows_frame([row], classifier.card)
+
+
+def test_columns_the_model_does_not_use_are_left_out_not_refused(classifier: Fitted) -> None:
+    row = {"age": 31.0, "income": 42_000.0, "plan": "pro"}
+    extra = {"customer_id": "c-17", **row, "seen_at": "2026-12-02T10:00:00Z", "colour": None}
+    frame = rows_frame([extra], classifier.card)
+    assert list(frame.columns) == ["age", "income", "plan"]
+    assert frame.equals(rows_frame([row], classifier.card))
 
 
 def test_predictions_equal_the_models_own(classifier: Fitted) -> None:

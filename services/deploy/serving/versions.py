@@ -1,0 +1,139 @@
+"""A worker's model versions: the one it serves, the one it prepares, the ones it just retired.
+
+A new version is loaded inside the warm worker while the old one keeps serving: read from the
+BentoML store, its digest checked, its types allow-listed, its warm-up rows answered as recorded
+(``LoadedModel.from_store``), in a thread so requests go on meanwhile. The deploy service asks
+every worker of the endpoint to prepare; only when all have, it asks them to activate, and each
+switches its one reference: a request that started on the old version finishes on it (it holds
+the version it began with), so the old model is released when its last request is done. A
+version that fails to load or to warm up is never activated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import pandas as pd
+
+from services.deploy.serving.batching import PredictionBatcher
+from services.deploy.serving.endpoint import LoadedModel
+from services.deploy.serving.monitor import Monitor
+from services.deploy.serving.predict import Predictions, predict_frame
+
+log = logging.getLogger("conveyor.serving.versions")
+
+# Retired versions whose predictions can still be joined to feedback sent late.
+_RETIRED_KEPT = 2
+_DRAIN_POLL_S = 0.01
+
+
+@dataclass(eq=False)
+class Served:
+    """One loaded version as a worker serves it: the model, its batcher and its monitor."""
+
+    loaded: LoadedModel
+    monitor: Monitor
+    correlation_id: UUID
+    batch_max_rows: int
+    calls: int = 0
+    in_flight: int = 0
+    batcher: PredictionBatcher | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.batch_max_rows > 1:
+            self.batcher = PredictionBatcher(self.score, max_rows=self.batch_max_rows)
+
+    @property
+    def version(self) -> int:
+        """The model version."""
+        return self.loaded.card.version
+
+    async def predict(self, frame: pd.DataFrame) -> Predictions:
+        """Score a request's frame, with whichever requests wait beside it when batching."""
+        if self.batcher is not None:
+            return await self.batcher.predict(frame)
+        return self.score(frame)
+
+    def score(self, frame: pd.DataFrame) -> Predictions:
+        """One model call."""
+        self.calls += 1
+        return predict_frame(self.loaded.model, frame, self.loaded.card)
+
+
+MakeServed = Callable[[LoadedModel, UUID], Served]
+
+
+class Versions:
+    """The active version of a worker, and the switch to another one."""
+
+    def __init__(self, active: Served, *, make: MakeServed) -> None:
+        self.active = active
+        self._make = make
+        self._prepared: dict[int, Served] = {}
+        self.retired: deque[Served] = deque(maxlen=_RETIRED_KEPT)
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def prepare(self, tag: str, correlation_id: UUID) -> Served:
+        """Load, verify and warm up a version beside the active one (which keeps serving)."""
+        loaded = await asyncio.to_thread(LoadedModel.from_store, tag)
+        served = self._make(loaded, correlation_id)
+        await served.monitor.start()
+        stale = self._prepared.pop(served.version, None)
+        if stale is not None:
+            await stale.monitor.stop()
+        self._prepared[served.version] = served
+        return served
+
+    async def activate(self, version: int) -> Served:
+        """Serve a prepared version from the next request on; the old one retires when its requests end."""
+        if version == self.active.version and version not in self._prepared:
+            return self.active
+        served = self._prepared.pop(version, None)
+        if served is None:
+            raise LookupError(f"version {version} was not prepared on this worker")
+        old, self.active = self.active, served
+        self.retired.append(old)
+        task = asyncio.create_task(_retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        log.info("now serving version %d (was %d)", served.version, old.version)
+        gc.freeze()  # the new model lives as long as the worker serves it: keep it out of full collections
+        return served
+
+    async def discard(self, version: int) -> None:
+        """Drop a prepared version that will not be activated."""
+        served = self._prepared.pop(version, None)
+        if served is not None:
+            await served.monitor.stop()
+
+    def monitors(self) -> list[Monitor]:
+        """The monitors that may remember a prediction: the active version's first."""
+        return [self.active.monitor, *(served.monitor for served in reversed(self.retired))]
+
+    async def stop(self) -> None:
+        """Stop every monitor (the captures still queued are published)."""
+        for task in list(self._retiring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for served in (self.active, *self._prepared.values(), *self.retired):
+            await served.monitor.stop()
+
+    def status(self) -> Mapping[str, Any]:
+        """What the deploy service asks of a worker: the version it serves."""
+        return {"version": self.active.version, "prepared": sorted(self._prepared)}
+
+
+async def _retire(old: Served) -> None:
+    """Publish the old version's captures once its last request has finished."""
+    while old.in_flight:
+        await asyncio.sleep(_DRAIN_POLL_S)
+    await old.monitor.stop()
