@@ -1,7 +1,7 @@
 """Serving: one-row latency at a fixed arrival rate, and throughput at 32 clients, against baselines.
 
 Every endpoint serves the same fitted pipeline with one worker. Conveyor is reached as users reach
-it (the pipeline's router in front of its BentoML worker, deployed by a ModelApproved); the
+it (its BentoML worker on the pipeline's own port, deployed by a ModelApproved); the
 baselines are a bare Starlette route and ``mlflow models serve``. Measurements alternate between
 the endpoints, round after round, and the medians of the rounds are reported.
 """
@@ -144,7 +144,7 @@ async def _latency(
             f"scheduled time), {rounds_n} alternated round(s) per endpoint, medians of the rounds. "
             f"The rate is {UTILISATION:.0%} of the slowest endpoint's single-client capacity (at most "
             f"{MAX_RATE:.0f}/s), so requests rarely overlap: the latency one client sees. One worker "
-            "everywhere; Conveyor through its router (as users reach it); baselines: a bare Starlette "
+            "everywhere; Conveyor on its endpoint (as users reach it); baselines: a bare Starlette "
             "route and `mlflow models serve`, same model."
         ),
         quick=context.quick,
@@ -178,7 +178,7 @@ async def _latency(
 def _latency_rows(section: Section, kind: Kind, rounds: Rounds, one: ServingSet) -> None:
     label = LABELS[kind]
     conveyor_p50, conveyor_p99 = rounds.p("conveyor", 50), rounds.p("conveyor", 99)
-    targets = {"starlette": 1.5, "mlflow": 1.0}
+    targets = {"starlette": 0.9, "mlflow": 0.6}
     for baseline in BASELINES:
         if baseline not in rounds.results:
             section.notes.append(f"{label}: no {baseline} figures ({one.mlflow_problem or 'not started'})")
@@ -223,9 +223,7 @@ def _cpu_groups(context: BenchContext, one: ServingSet, name: str) -> dict[str, 
 
     infra = {entry.name: [entry.pid] for entry in infra_stack.status(context.settings) if entry.pid}
     if name.startswith("conveyor"):
-        groups = {k: one.pids[k] for k in ("router", "bentoml", "deploy service")}
-        if name == "conveyor-direct":
-            groups.pop("router")
+        groups = {k: one.pids[k] for k in ("bentoml", "deploy service")}
     else:
         groups = {name: one.pids.get(name, [])}
     return {**groups, **infra, "load generator": [os.getpid()]}
@@ -234,16 +232,13 @@ def _cpu_groups(context: BenchContext, one: ServingSet, name: str) -> dict[str, 
 async def _sampled(
     one: ServingSet, *, venv: BenchVenv, rate: float, seconds: int, folder: Path
 ) -> dict[str, dict[str, float]]:
-    """Sampling profiles of the BentoML worker and the router under the same open loop."""
+    """A sampling profile of the BentoML worker under the open loop."""
     py_spy = venv.bin("py-spy")
     worker = worker_pid(one.pids["bentoml"])
     if not py_spy.exists() or worker is None:
         return {}
     samplers = {
         "BentoML worker": start_sampling(py_spy, worker, duration_s=seconds, output=folder / "worker.txt"),
-        "router": start_sampling(
-            py_spy, one.pids["router"][0], duration_s=seconds, output=folder / "router.txt"
-        ),
     }
     await asyncio.sleep(0.5)
     count = int(rate * (seconds - 1))
@@ -252,7 +247,7 @@ async def _sampled(
     for name, sampler in samplers.items():
         with contextlib.suppress(Exception):
             await asyncio.to_thread(sampler.wait, seconds + 30)
-        shares[name] = categorize(folder / ("worker.txt" if name == "BentoML worker" else "router.txt"))
+        shares[name] = categorize(folder / "worker.txt")
     return shares
 
 
@@ -266,11 +261,8 @@ def _where_time_goes(
     rate: float,
 ) -> list[str]:
     label = LABELS[kind]
-    hop = rounds.p("conveyor", 50) - rounds.p("conveyor-direct", 50)
     notes = [
-        f"{label}: open loop at {rate:.1f} requests/s. Direct to the BentoML server (no router): "
-        f"p50 {rounds.p('conveyor-direct', 50):.2f} ms, p99 {rounds.p('conveyor-direct', 99):.2f} ms; "
-        f"the router hop costs {hop:.2f} ms at p50.",
+        f"{label}: open loop at {rate:.1f} requests/s, straight to the endpoint's worker (no hop).",
         f"{label}, in-process (µs, median, one thread): "
         + "; ".join(f"{name} {value:.0f}" for name, value in steps.items()),
     ]
@@ -330,8 +322,8 @@ async def _throughput(context: BenchContext, one: ServingSet) -> Section:
             )
     if "conveyor-unbatched" in rounds.results:
         section.add(
-            "requests/s, adaptive batching on vs off (both direct, no router)",
-            rounds.throughput("conveyor-direct"),
+            "requests/s, adaptive batching on vs off",
+            rounds.throughput("conveyor"),
             rounds.throughput("conveyor-unbatched"),
             unit="req/s",
             digits=0,

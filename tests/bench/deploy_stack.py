@@ -12,8 +12,6 @@ from aiokafka import AIOKafkaProducer
 
 from services.deploy.app import CONSUMED, PRODUCED
 from services.deploy.processes import tagged
-from services.deploy.rollout import _socket_dir
-from services.deploy.router.client import RouterControl
 from services.deploy.settings import DeploySettings
 from shared import topics
 from shared.events import (
@@ -118,17 +116,9 @@ class DeployStack:
         target = DeploymentTarget(realtime=realtime, batch=True)
         return event.model_copy(update={"deployment": target})
 
-    async def upstream(self, pipeline: str) -> str:
-        """The URL of the BentoML server behind the pipeline's router (to measure without the proxy)."""
-        control = RouterControl(_socket_dir(self.settings.run_dir) / f"{pipeline}.sock")
-        try:
-            return str((await control.status())["active"])
-        finally:
-            await control.close()
-
     def server_pids(self, pipeline: str) -> list[int]:
         """Pids of the BentoML worker processes serving a pipeline."""
-        return tagged(f"{self.settings.run_dir.resolve()}::server-{pipeline}-", exact=False)
+        return tagged(f"{self.settings.run_dir.resolve()}::endpoint-{pipeline}-w", exact=False)
 
     async def batch(self, event: BatchPredictionRequested, *, timeout_s: float) -> BatchPredictionCompleted:
         """Request a batch job and wait for its completion (a failure is raised)."""
@@ -152,7 +142,7 @@ class DeployStack:
         return done
 
     async def stop(self) -> None:
-        """Stop the service (it stops its routers and servers), then remove the scratch buckets."""
+        """Stop the service (it stops its endpoints' workers), then remove the scratch buckets."""
         with contextlib.suppress(Exception):
             await self.service.stop()
         left = await wait_gone(self.service.tag(), timeout=30)

@@ -1,9 +1,8 @@
 """The endpoints the serving benchmarks compare, all serving one fitted model with one worker each.
 
-- ``conveyor``: the pipeline's stable endpoint (router → BentoML worker), deployed through the
-  deploy service by a ModelApproved, as in production.
-- ``conveyor-direct``: the same BentoML server, reached without the router (to price the hop).
-- ``conveyor-unbatched``: Conveyor's server with its adaptive batching off, direct (throughput only).
+- ``conveyor``: the pipeline's stable endpoint (its BentoML worker on the pipeline's port, no hop),
+  deployed through the deploy service by a ModelApproved, as in production.
+- ``conveyor-unbatched``: Conveyor's server with its adaptive batching off (throughput only).
 - ``starlette``: the model behind a bare Starlette route under uvicorn (``bare_server``).
 - ``mlflow``: ``mlflow models serve`` of the same model, from the benchmark's own environment.
 """
@@ -68,11 +67,8 @@ async def serve_everywhere(
     pipeline = model.spec.name
     one_row = bodies(model.data)
     endpoint = await stack.deploy(model)
-    direct = await stack.upstream(pipeline)
     served.targets["conveyor"] = Target("conveyor", f"{endpoint}/v1/predict", one_row)
-    served.targets["conveyor-direct"] = Target("conveyor-direct", f"{direct}/v1/predict", one_row)
     served.pids["bentoml"] = stack.server_pids(pipeline)
-    served.pids["router"] = router_pids(stack, pipeline)
     served.pids["deploy service"] = [stack.service.process.pid] if stack.service.process else []
 
     folder = context.scratch(f"serving-{kind}")
@@ -129,11 +125,6 @@ async def _start_mlflow(
     return process
 
 
-def router_pids(stack: DeployStack, pipeline: str) -> list[int]:
-    """Pids of the pipeline's router process."""
-    return tagged(f"{stack.settings.run_dir.resolve()}::router-{pipeline}", exact=True)
-
-
 def _children(pid: int) -> list[int]:
     """Descendants of ``pid`` (mlflow execs uvicorn in a child)."""
     found: list[int] = []
@@ -158,7 +149,7 @@ def worker_pid(pids: list[int]) -> int | None:
 
 
 async def start_unbatched(context: BenchContext, stack: DeployStack, served: ServingSet) -> Started:
-    """The same Conveyor server with adaptive batching off, direct (no router); adds its target."""
+    """The same Conveyor server with adaptive batching off; adds its target."""
     port = free_port()
     argv = python_module(
         "bentoml", "serve", "services.deploy.serving.service:PredictionService",
