@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.deploy.processes import tagged
 from services.deploy.rollout import server_environment
 from services.deploy.serving.model_store import model_tag
 from tests.bench.deploy_stack import DeployStack
