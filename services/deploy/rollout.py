@@ -36,6 +36,7 @@ from uuid import UUID
 
 from services.deploy.processes import Child, ProcessBook, log_tail
 from services.deploy.serving import control
+from services.deploy.serving.tracing import current_carrier
 from services.deploy.settings import DeploySettings
 
 log = logging.getLogger("conveyor.deploy.rollout")
@@ -120,15 +121,20 @@ class Rollout:
         self, *, pipeline: str, port: int, version: int, tag: str, correlation_id: UUID
     ) -> None:
         """Serve ``tag`` on the pipeline's endpoint: in the running workers when there are any."""
+        # The approval's trace goes with the version: its first prediction joins the arrival's trace.
+        trace = current_carrier()
         arguments = {"model_tag": tag, "correlation_id": str(correlation_id)}
         endpoint = self.endpoints.get(pipeline)
         if endpoint is not None and not endpoint.alive and not await self.revive(pipeline):
             await self.stop(pipeline)
             endpoint = None
         if endpoint is None:
-            await self._start(pipeline=pipeline, port=port, version=version, arguments=arguments)
+            traceparent = {"traceparent": trace["traceparent"]} if "traceparent" in trace else {}
+            await self._start(
+                pipeline=pipeline, port=port, version=version, arguments=arguments | traceparent
+            )
             return
-        await self._switch(endpoint, version=version, arguments=arguments)
+        await self._switch(endpoint, version=version, arguments=arguments, trace=trace)
 
     async def stop(self, pipeline: str) -> None:
         """Stop a pipeline's workers and close its port."""
@@ -192,19 +198,23 @@ class Rollout:
             raise
         self.endpoints[pipeline] = endpoint
 
-    async def _switch(self, endpoint: Endpoint, *, version: int, arguments: dict[str, str]) -> None:
+    async def _switch(
+        self, endpoint: Endpoint, *, version: int, arguments: dict[str, str], trace: dict[str, str]
+    ) -> None:
         """Prepare ``version`` in every worker, then activate it in every worker; or change nothing."""
         started = time.monotonic()
         tag, correlation_id = arguments["model_tag"], arguments["correlation_id"]
         prepared = await self._ask_all(
-            endpoint, {"op": "prepare", "tag": tag, "correlation_id": correlation_id}
+            endpoint, {"op": "prepare", "tag": tag, "correlation_id": correlation_id, "trace": trace}
         )
         failed = [answer for answer in prepared if isinstance(answer, BaseException)]
         if failed:
             await self._ask_all(endpoint, {"op": "discard", "version": version})
             raise ServingError(f"{endpoint.pipeline} version {version} was not switched to: {failed[0]}")
         # From here a worker started again loads the new version.
-        endpoint.version, endpoint.arguments = version, {**endpoint.arguments, **arguments}
+        # A worker started again answers no arrival's first prediction: the trace stays behind.
+        endpoint.version = version
+        endpoint.arguments = {k: v for k, v in endpoint.arguments.items() if k != "traceparent"} | arguments
         activated = await self._ask_all(endpoint, {"op": "activate", "version": version})
         for worker_id, answer in zip(_ids(endpoint), activated, strict=True):
             if isinstance(answer, BaseException):  # it died meanwhile: healing starts it on the new version

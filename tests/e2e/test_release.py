@@ -176,15 +176,19 @@ async def test_registry_killed_mid_flow_loses_and_duplicates_nothing(
     assert all(len(found) == 1 for found in numbers.values()), numbers
 
 
-async def test_one_arrival_is_one_trace_through_all_five_services(stack: Stack, pipeline_name: str) -> None:
+async def test_one_arrival_is_one_trace_from_the_sdk_to_the_first_prediction(
+    stack: Stack, pipeline_name: str
+) -> None:
     apply(stack, pipeline_name, approval="auto")
+    data = breast_cancer()
     arrival = await publish_data_arrival(
-        stack.settings,
-        pipeline=pipeline_name,
-        data=breast_cancer().to_csv(index=False).encode(),
-        filename="bc.csv",
+        stack.settings, pipeline=pipeline_name, data=data.to_csv(index=False).encode(), filename="bc.csv"
     )
-    await stack.watcher.wait_for(ModelDeployed, correlation_id=arrival.correlation_id, timeout=180)
+    deployed = await stack.watcher.wait_for(ModelDeployed, correlation_id=arrival.correlation_id, timeout=180)
+    assert isinstance(deployed, ModelDeployed)
+    row = {name: float(value) for name, value in data.drop(columns="target").iloc[0].items()}
+    with PredictionClient(deployed.endpoint_url) as client:  # the version's first prediction
+        assert (await asyncio.to_thread(client.predict, row)).version == deployed.version
     trace_file = stack.settings.trace_file
     assert trace_file is not None
 
@@ -197,7 +201,8 @@ async def test_one_arrival_is_one_trace_through_all_five_services(stack: Stack, 
             return set()
         return {s["service"] for s in spans if s["trace_id"] == ours[0]["trace_id"]}
 
-    expected = {f"conveyor-{name}" for name in ("sdk", "ingest", "train", "evaluate", "registry", "deploy")}
+    services = ("sdk", "ingest", "train", "evaluate", "registry", "deploy", "serving")
+    expected = {f"conveyor-{name}" for name in services}
     deadline = asyncio.get_running_loop().time() + 30
     while not expected <= services_in_trace():  # spans are exported in batches every few seconds
         assert asyncio.get_running_loop().time() < deadline, f"trace holds {sorted(services_in_trace())}"

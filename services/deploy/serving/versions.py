@@ -27,6 +27,7 @@ from services.deploy.serving.batching import PredictionBatcher
 from services.deploy.serving.endpoint import LoadedModel
 from services.deploy.serving.monitor import Monitor
 from services.deploy.serving.predict import Predictions, predict_frame
+from services.deploy.serving.tracing import Origin
 
 log = logging.getLogger("conveyor.serving.versions")
 
@@ -43,6 +44,7 @@ class Served:
     monitor: Monitor
     correlation_id: UUID
     batch_max_rows: int
+    origin: Origin = field(default_factory=lambda: Origin(None))
     calls: int = 0
     in_flight: int = 0
     batcher: PredictionBatcher | None = field(default=None, repr=False)
@@ -68,7 +70,7 @@ class Served:
         return predict_frame(self.loaded.model, frame, self.loaded.card)
 
 
-MakeServed = Callable[[LoadedModel, UUID], Served]
+MakeServed = Callable[[LoadedModel, UUID, Origin], Served]
 
 
 class Versions:
@@ -81,10 +83,13 @@ class Versions:
         self.retired: deque[Served] = deque(maxlen=_RETIRED_KEPT)
         self._retiring: set[asyncio.Task[None]] = set()
 
-    async def prepare(self, tag: str, correlation_id: UUID) -> Served:
-        """Load, verify and warm up a version beside the active one (which keeps serving)."""
+    async def prepare(self, tag: str, correlation_id: UUID, *, trace: Mapping[str, str]) -> Served:
+        """Load, verify and warm up a version beside the active one (which keeps serving).
+
+        ``trace`` is the context of the arrival the version came from, for its first prediction.
+        """
         loaded = await asyncio.to_thread(LoadedModel.from_store, tag)
-        served = self._make(loaded, correlation_id)
+        served = self._make(loaded, correlation_id, Origin(trace))
         await served.monitor.start()
         stale = self._prepared.pop(served.version, None)
         if stale is not None:
