@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from services.deploy.deployments import Deployer, DeploymentView, NothingToRollBack
-from services.deploy.rollout import ServingError
+from services.deploy.workers import ServingError
 from shared.auth import Principal, TokenBook
 from shared.events import Event
 

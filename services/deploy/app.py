@@ -55,12 +55,13 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
     bucket = settings.artifacts_bucket
     specs = SpecStore(context.store, bucket=bucket)
     processes = ProcessBook(settings.run_dir)
+    rollout = Rollout(settings, processes)
     deployer = Deployer(
         settings=settings,
         store=context.store,
         records=DeploymentRecords(context.store, bucket=bucket),
         specs=specs,
-        rollout=Rollout(settings, processes),
+        rollout=rollout,
     )
     batches = BatchJobs(store=context.store, bucket=bucket, lookup=deployer.record)
     drift = DriftMonitor(
@@ -75,6 +76,7 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(processes.sweep)
+        await rollout.spares.start()  # importing while the rest starts
         await asyncio.to_thread(load_store_code)
         await asyncio.to_thread(context.store.ensure_buckets)
         await ensure_topics(settings, CONSUMED + PRODUCED)

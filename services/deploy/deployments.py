@@ -10,8 +10,9 @@ from uuid import uuid4
 
 from services.deploy.artifacts import ArtifactRefused, ensure_imported, import_approved
 from services.deploy.records import ApprovedVersion, DeploymentRecord, DeploymentRecords
-from services.deploy.rollout import Rollout, ServingError, port_in_use
+from services.deploy.rollout import Rollout
 from services.deploy.settings import DeploySettings
+from services.deploy.workers import ServingError, port_in_use
 from shared.events import DeploymentFailed, Event, ModelApproved, ModelDeployed
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore

@@ -104,6 +104,12 @@ class ProcessBook:
         log.info("started %s (pid %d)", name, process.pid)
         return child
 
+    def rename(self, child: Child, name: str) -> None:
+        """Record ``child`` under another name (a spare worker that became an endpoint's); its tag stays."""
+        (self._pids / f"{child.name}.pid").unlink(missing_ok=True)
+        child.name = name
+        (self._pids / f"{name}.pid").write_text(str(child.pid))
+
     async def stop(self, child: Child, *, timeout_s: float) -> None:
         """SIGTERM the child and wait for it; then SIGKILL anything still carrying its tag."""
         if child.alive:

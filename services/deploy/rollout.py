@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
-import os
 import shutil
 import socket
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,24 +34,22 @@ from services.deploy.processes import Child, ProcessBook, log_tail
 from services.deploy.serving import control
 from services.deploy.serving.tracing import current_carrier
 from services.deploy.settings import DeploySettings
+from services.deploy.workers import (
+    PROJECT_ROOT,
+    ServingError,
+    Spares,
+    listen,
+    server_environment,
+    server_home,
+    socket_dir,
+    worker_arguments,
+    worker_command,
+)
 
 log = logging.getLogger("conveyor.deploy.rollout")
 
-SERVICE = "services.deploy.serving.service:PredictionService"
-# BentoML's HTTP worker: what `bentoml serve` runs under its arbiter, once per worker, on a socket fd.
-BENTOML_WORKER = "_bentoml_impl.worker.service"
-_BACKLOG = 2048  # BentoML's default
-_METRICS_DIR = "prometheus_multiproc_dir"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Longer than what clients commonly keep idle connections for, so a worker does not close first.
-SERVER_KEEPALIVE_S = 65
 _POLL_S = 0.05
 _STATUS_TIMEOUT_S = 1.0
-SERVER_WITHHELD = frozenset({"CONVEYOR_MINIO_ACCESS_KEY", "CONVEYOR_MINIO_SECRET_KEY", "CONVEYOR_API_TOKENS"})
-
-
-class ServingError(Exception):
-    """An endpoint could not be started or switched to a version; what was serving keeps serving."""
 
 
 @dataclass
@@ -94,6 +88,7 @@ class Rollout:
         self._settings = settings
         self._processes = processes
         self.endpoints: dict[str, Endpoint] = {}
+        self.spares = Spares(settings, processes)
 
     def endpoint_url(self, port: int) -> str:
         """The public URL of the endpoint on ``port``."""
@@ -149,7 +144,8 @@ class Rollout:
         await asyncio.to_thread(shutil.rmtree, endpoint.home, ignore_errors=True)
 
     async def stop_all(self) -> None:
-        """Stop every endpoint this deploy service started."""
+        """Stop every endpoint this deploy service started, and the spare workers."""
+        await self.spares.stop()
         for pipeline in list(self.endpoints):
             await self.stop(pipeline)
         await self._processes.stop_all(timeout_s=self._settings.serving_stop_timeout_s)
@@ -172,7 +168,7 @@ class Rollout:
         return await self._until_serving(endpoint, endpoint.version)
 
     async def _start(self, *, pipeline: str, port: int, version: int, arguments: dict[str, str]) -> None:
-        listener = _listen(self._settings.serving_host, port)
+        listener = listen(self._settings.serving_host, port)
         home = server_home(self._settings, f"endpoint-{pipeline}")
         count = self._settings.serving_workers
         endpoint = Endpoint(
@@ -181,7 +177,7 @@ class Rollout:
             listener=listener,
             home=home,
             env=server_environment(self._settings, home=home),
-            control=str(_socket_dir(self._settings.run_dir) / _short(pipeline)),
+            control=str(socket_dir(self._settings.run_dir) / _short(pipeline)),
             version=version,
             arguments={**arguments, "workers": str(count)},
         )
@@ -250,85 +246,16 @@ class Rollout:
         return await _until(serving, processes=endpoint.workers, timeout_s=timeout)
 
     async def _spawn_worker(self, endpoint: Endpoint, worker_id: int) -> Child:
+        """A spare worker handed the endpoint when one is ready; otherwise a new process."""
         fd = endpoint.listener.fileno()
+        name = f"{endpoint.name}-w{worker_id}"
         arguments = {**endpoint.arguments, "control": endpoint.control}
+        argv = worker_arguments(worker_id=worker_id, arguments=arguments)
+        adopted = await self.spares.adopt(name, argv=argv, env=endpoint.env, fd=fd)
+        if adopted is not None:
+            return adopted
         argv = worker_command(fd=fd, worker_id=worker_id, arguments=arguments)
-        return await self._processes.spawn(
-            f"{endpoint.name}-w{worker_id}", argv, env=endpoint.env, cwd=PROJECT_ROOT, pass_fds=(fd,)
-        )
-
-
-def worker_command(*, fd: int, worker_id: int, arguments: Mapping[str, str]) -> list[str]:
-    """One BentoML HTTP worker of the prediction service, serving on the inherited listening socket ``fd``."""
-    return [
-        sys.executable, "-m", BENTOML_WORKER, SERVICE,
-        "--fd", str(fd),
-        "--worker-id", str(worker_id),
-        "--args", json.dumps(dict(arguments)),
-        "--timeout-keep-alive", str(SERVER_KEEPALIVE_S),
-    ]  # fmt: skip
-
-
-def server_home(settings: DeploySettings, name: str) -> Path:
-    """A BentoML home of the server's own that shares the model store, with empty metrics files.
-
-    The workers of a server add up their Prometheus counters in ``<home>/prometheus_multiproc_dir``
-    (emptied here, as ``bentoml serve`` empties it); with one home for all servers, starting the
-    new version would wipe the metrics of the one still draining.
-    """
-    home = settings.run_dir / "homes" / name
-    metrics = home / _METRICS_DIR
-    shutil.rmtree(metrics, ignore_errors=True)
-    metrics.mkdir(parents=True)
-    models = settings.bentoml_home / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    link = home / "models"
-    if not link.is_symlink():
-        link.symlink_to(models, target_is_directory=True)
-    return home
-
-
-def settings_environment(settings: DeploySettings) -> dict[str, str]:
-    """This process's environment with every setting written out as its CONVEYOR_* variable."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        secret = getattr(value, "get_secret_value", None)
-        env[f"CONVEYOR_{name.upper()}"] = str(secret() if secret else value)
-    return env
-
-
-def server_environment(settings: DeploySettings, *, home: Path | None = None) -> dict[str, str]:
-    """What a BentoML server runs with: the settings but no credentials, BentoML's home, no telemetry.
-
-    Servers read their model from the local BentoML store and publish to Kafka only: they get
-    neither the object store's keys nor the API tokens.
-    """
-    env = {k: v for k, v in settings_environment(settings).items() if k not in SERVER_WITHHELD}
-    env["BENTOML_HOME"] = str(home or settings.bentoml_home)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(Path(env["BENTOML_HOME"]) / _METRICS_DIR)
-    env["BENTOML_DO_NOT_TRACK"] = "True"
-    return env
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """Whether something accepts connections on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((host, port)) == 0
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(_BACKLOG)
-    except OSError as error:
-        listener.close()
-        raise ServingError(f"cannot listen on {host}:{port}: {error}") from error
-    return listener
+        return await self._processes.spawn(name, argv, env=endpoint.env, cwd=PROJECT_ROOT, pass_fds=(fd,))
 
 
 async def _until(
@@ -354,12 +281,3 @@ def _tails(endpoint: Endpoint) -> str:
 def _short(pipeline: str) -> str:
     # Unix socket paths hold about 100 bytes: a pipeline's name may not fit, its digest does.
     return hashlib.sha256(pipeline.encode()).hexdigest()[:16]
-
-
-def _socket_dir(run_dir: Path) -> Path:
-    # A short private directory of its own (mode 0700: only this user reaches the control sockets).
-    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    directory = Path(tempfile.gettempdir()) / f"conveyor-{os.getuid()}-{digest}"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
-    return directory

@@ -26,6 +26,9 @@ class DeploySettings(Settings):
 
     # The BentoML servers behind each endpoint.
     serving_workers: int = Field(default=1, ge=1, le=64)
+    # Workers started ahead of need (imports done) that a new endpoint or a lost worker takes over:
+    # a first version then answers in well under a second instead of after a new process's imports.
+    serving_spare_workers: int = Field(default=1, ge=0, le=16)
     serving_ready_timeout_s: float = Field(default=120.0, gt=0)
     serving_drain_timeout_s: float = Field(default=30.0, gt=0)
     serving_stop_timeout_s: float = Field(default=20.0, gt=0)

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.deploy.rollout import server_environment
 from services.deploy.serving.model_store import model_tag
+from services.deploy.workers import server_environment
 from tests.bench.deploy_stack import DeployStack
 from tests.bench.harness import (
     ROOT,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from services.deploy.rollout import port_in_use
+from services.deploy.workers import port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED_MESSAGE = "FastStream app started successfully"

@@ -12,8 +12,8 @@ import time
 import httpx
 
 from services.deploy.processes import kill_tagged, tagged
-from services.deploy.rollout import PROJECT_ROOT, settings_environment
 from services.deploy.settings import DeploySettings
+from services.deploy.workers import PROJECT_ROOT, settings_environment
 
 
 class DeployProcess:

@@ -21,11 +21,12 @@ import httpx
 import pytest
 
 from services.deploy.processes import ProcessBook, tagged
-from services.deploy.rollout import PROJECT_ROOT, Rollout, ServingError
+from services.deploy.rollout import Rollout
 from services.deploy.serving.model_store import model_tag
 from services.deploy.serving.predict import ModelCard
 from services.deploy.serving.warmup import sample
 from services.deploy.settings import DeploySettings
+from services.deploy.workers import PROJECT_ROOT, ServingError
 from shared.settings import Settings
 from shared.storage import sha256_hex
 from tests.integration.deploy.fixtures import dataset, fit_model, model_artifact
@@ -272,3 +273,37 @@ def _version(url: str, row: dict[str, float]) -> int:
     answer.raise_for_status()
     version: int = answer.json()["version"]
     return version
+
+
+async def test_a_spare_worker_becomes_the_first_version_s_worker(
+    two_workers: DeploySettings, stored_tags: dict[int, str]
+) -> None:
+    settings = two_workers.model_copy(update={"serving_workers": 1, "serving_spare_workers": 1})
+    rollout = Rollout(settings, ProcessBook(settings.run_dir))
+    try:
+        await rollout.spares.start()
+        [(spare, path)] = rollout.spares._waiting
+        await _until_exists(path)  # its imports are done: it waits for an endpoint
+        port = free_port()
+        started = time.monotonic()
+        await rollout.roll_out(
+            pipeline=PIPELINE, port=port, version=1, tag=stored_tags[1], correlation_id=uuid.uuid4()
+        )
+        took = time.monotonic() - started
+        [worker] = rollout.endpoints[PIPELINE].workers
+        assert worker is spare and worker.name == f"endpoint-{PIPELINE}-w1"
+        assert _version(f"http://127.0.0.1:{port}", dataset().rows(dataset().test)[0]) == 1
+        metrics = rollout.endpoints[PIPELINE].home / "prometheus_multiproc_dir"
+        assert any(metrics.iterdir())  # the adopted worker writes the endpoint's metrics, not the spare's
+        print(f"\nfirst version served by a spare worker in {took:.2f} s")
+        await _until_exists(rollout.spares._waiting[0][1])  # another spare took its place
+    finally:
+        await rollout.stop_all()
+    assert tagged(f"{settings.run_dir.resolve()}::", exact=False) == []
+
+
+async def _until_exists(path: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        await asyncio.sleep(0.1)

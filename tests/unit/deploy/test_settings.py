@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.deploy.rollout import (
+from services.deploy.settings import DeploySettings
+from services.deploy.workers import (
     SERVICE,
     server_environment,
     server_home,
     settings_environment,
     worker_command,
 )
-from services.deploy.settings import DeploySettings
 
 
 def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -86,3 +86,32 @@ def test_a_worker_serves_the_service_on_the_socket_it_inherits() -> None:
     options = dict(zip(argv[4::2], argv[5::2], strict=True))
     assert options["--fd"] == "7" and options["--worker-id"] == "2"
     assert options["--args"] == '{"model_tag": "churn:v2", "workers": "2"}'
+
+
+def test_bentomls_worker_entry_point_takes_what_workers_and_spares_give_it() -> None:
+    """BentoML's worker module is private: an upgrade that changes it must fail here, not in serving."""
+    import importlib
+
+    import click
+
+    from services.deploy.workers import BENTOML_WORKER
+
+    command = importlib.import_module(BENTOML_WORKER).main
+    assert isinstance(command, click.Command)
+    options = {name for parameter in command.params for name in parameter.opts}
+    argv = worker_command(fd=7, worker_id=2, arguments={"model_tag": "churn:v2"})
+    assert {arg for arg in argv if arg.startswith("--")} <= options
+    assert {"--fd", "--worker-id", "--args", "--timeout-keep-alive"} <= options
+
+
+def test_a_spare_preloads_nothing_that_reads_the_endpoints_environment() -> None:
+    """prometheus_client fixes its metrics directory at import: a spare must not have imported it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from services.deploy.serving.spare import preload; preload(); "
+        "print([m for m in ('prometheus_client', 'services.deploy.serving.service') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
