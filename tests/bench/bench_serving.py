@@ -33,27 +33,16 @@ MAX_RATE = 40.0  # requests per second in the latency loop
 UTILISATION = 0.25  # of the slowest endpoint's single-client service time: the loop stays "one client"
 
 LATENCY_ANALYSIS = """
-The p99 stalls of earlier runs (80-190 ms, p99 at 9x the p50) were the garbage collector. BentoML's
-timeout middleware arms a `loop.call_later(60 s)` per request and never cancels it, so every
-finished request (its future, its context, its OpenTelemetry span) stayed alive for a minute: at 40
-requests/s some 2,400 of them, aged into the oldest generation, whose full collections then took
-100-400 ms on the worker's event loop. The worker now builds that middleware from Conveyor's
-`RequestTimeout` (same 504 contract, timer cancelled when the request ends, and the timer holds no
-request context), and freezes the 200,000 objects of its imports and model after start-up, so a full
-collection walks only what requests left: a few ms. Every round's p99 is now 1.4-1.7x its p50, like
-the baselines'. The p50 gap closed with one estimator pass (the label is the arg-max of
-`predict_proba`, as each allow-listed classifier decides), uvloop and httptools under uvicorn, and
-leaving the prediction route out of BentoML's tracing middleware, which made a span per request that
-nothing exports (0.35 ms of CPU per prediction). Against the bare Starlette route Conveyor is within
-1.2-1.35x. Against MLflow it is at parity but 2-3 % over the target here (two earlier runs, before
-the last two changes: 1.01x and 1.13x for the logistic regression, 1.00x and 1.16x for the forest):
-straight to its BentoML worker Conveyor answers in 0.88x (LR) and 0.93x (forest) of MLflow's time,
-and the router hop costs about 1 ms at p50 and 0.8-1.0 ms of router CPU per request, 89 % of it
-inside aiohttp's server and client. The stable endpoint's router is what gives zero-downtime
-switches and one-call rollback; making the hop cheaper (a byte-level proxy on uvloop's transports)
-is the next step for this target. Inside the worker, scikit-learn is 56-70 % of the busy time: one
-row through the fitted pipeline's ColumnTransformer costs about 2 ms before the estimator runs, the
-same in every endpoint.
+Clients reach the endpoint's BentoML worker on the pipeline's own port, a socket the deploy service
+binds and hands to its workers: no proxy stands in the request path (the router of earlier rounds
+cost about 1 ms at p50). Versions switch inside the workers (see section 4), which is what the
+router was there for. The p99 stalls of earlier rounds were the garbage collector: BentoML's
+timeout middleware kept every finished request alive for 60 s; the worker builds its own
+(`RequestTimeout`, the same 504 contract, its timer cancelled when the request ends) and freezes its
+start-up heap, so full collections walk only what requests left. One estimator pass per prediction
+(the label is the arg-max of `predict_proba`), uvloop and httptools under uvicorn, and no per-request
+tracing span unless an exporter is configured keep BentoML's own cost small; inside the worker,
+scikit-learn's pandas and ColumnTransformer path is most of the busy time for one row.
 """
 
 THROUGHPUT_ANALYSIS = """
