@@ -32,6 +32,7 @@ SERVER_KEEPALIVE_S = 65
 SERVER_WITHHELD = frozenset({"CONVEYOR_MINIO_ACCESS_KEY", "CONVEYOR_MINIO_SECRET_KEY", "CONVEYOR_API_TOKENS"})
 _HAND_OVER_TIMEOUT_S = 5.0
 SPARE = "services.deploy.serving.spare"
+_POLL_S = 0.05
 
 
 class ServingError(Exception):
@@ -140,20 +141,27 @@ class Spares:
         for _ in range(self._settings.serving_spare_workers - len(self._waiting)):
             await self._spawn()
 
+    def waiting(self) -> list[tuple[Child, Path]]:
+        """The spares not taken yet, with the socket each listens on once its imports are done."""
+        return list(self._waiting)
+
     async def adopt(self, name: str, *, argv: list[str], env: Mapping[str, str], fd: int) -> Child | None:
-        """A spare become worker ``name`` on socket ``fd``, or None when no spare is ready."""
-        for index, (child, path) in enumerate(self._waiting):
-            if not child.alive or not path.exists():
+        """A spare become worker ``name`` on socket ``fd``, or None when there is no spare.
+
+        A spare still importing is waited for: it is ahead of any process started now, and a
+        second process importing beside it would only slow both down.
+        """
+        while self._waiting:
+            child, path = self._waiting.pop(0)
+            if not await self._until_listening(child, path):
+                await self._processes.stop(child, timeout_s=self._settings.serving_stop_timeout_s)
                 continue
-            del self._waiting[index]
-            order = {
-                "argv": argv,
-                "env": {
-                    k: v for k, v in env.items() if k.startswith(("CONVEYOR_", "BENTOML_", "PROMETHEUS_"))
-                },
-            }
+            # It runs with the servers' settings already; what differs is the endpoint's home.
+            own = {k: v for k, v in env.items() if k.startswith(("BENTOML_", "PROMETHEUS_"))}
             try:
-                await asyncio.to_thread(hand_over, path, order=order, fd=fd, timeout_s=_HAND_OVER_TIMEOUT_S)
+                await asyncio.to_thread(
+                    hand_over, path, order={"argv": argv, "env": own}, fd=fd, timeout_s=_HAND_OVER_TIMEOUT_S
+                )
             except OSError as error:
                 log.warning("spare %s could not take %s (%s); stopping it", child.name, name, error)
                 await self._processes.stop(child, timeout_s=self._settings.serving_stop_timeout_s)
@@ -162,6 +170,14 @@ class Spares:
             self._replenish()
             return child
         return None
+
+    async def _until_listening(self, child: Child, path: Path) -> bool:
+        deadline = asyncio.get_running_loop().time() + self._settings.serving_ready_timeout_s
+        while child.alive and not path.exists():
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(_POLL_S)
+        return child.alive
 
     async def stop(self) -> None:
         """Stop the spares still waiting."""

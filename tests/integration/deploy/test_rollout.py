@@ -7,6 +7,7 @@ publish their captures to the real Kafka.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -282,8 +283,8 @@ async def test_a_spare_worker_becomes_the_first_version_s_worker(
     rollout = Rollout(settings, ProcessBook(settings.run_dir))
     try:
         await rollout.spares.start()
-        [(spare, path)] = rollout.spares._waiting
-        await _until_exists(path)  # its imports are done: it waits for an endpoint
+        [(spare, path)] = rollout.spares.waiting()
+        await _until_exists(lambda: path)  # its imports are done: it waits for an endpoint
         port = free_port()
         started = time.monotonic()
         await rollout.roll_out(
@@ -296,14 +297,19 @@ async def test_a_spare_worker_becomes_the_first_version_s_worker(
         metrics = rollout.endpoints[PIPELINE].home / "prometheus_multiproc_dir"
         assert any(metrics.iterdir())  # the adopted worker writes the endpoint's metrics, not the spare's
         print(f"\nfirst version served by a spare worker in {took:.2f} s")
-        await _until_exists(rollout.spares._waiting[0][1])  # another spare took its place
+        await _until_exists(
+            lambda: next(path for _, path in rollout.spares.waiting())
+        )  # another took its place
     finally:
         await rollout.stop_all()
     assert tagged(f"{settings.run_dir.resolve()}::", exact=False) == []
 
 
-async def _until_exists(path: Path) -> None:
+async def _until_exists(path: Callable[[], Path]) -> None:
     deadline = time.monotonic() + 120
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
+    while True:
+        with contextlib.suppress(StopIteration):
+            if path().exists():
+                return
+        assert time.monotonic() < deadline, "the spare's socket never appeared"
         await asyncio.sleep(0.1)
