@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from bentoml._internal.server.http import traffic
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from pydantic import ValidationError
@@ -17,21 +19,35 @@ from starlette.routing import Route
 
 from services.deploy.serving.io import MAX_ROWS, RowsInput
 from services.deploy.serving.openapi import DOCS_PATH, OPERATIONS, ServedDocument, document
-from services.deploy.serving.service import PredictionService
 from shared.clients.serving import EndpointPerformance, FeedbackResult, PredictionResponse
 
 ROW = {"age": 41, "income": 5200.5, "plan": "gold", "active": True, "note": None}
 
 
 @pytest.fixture(scope="module")
-def doc() -> dict[str, Any]:
-    return document(PredictionService)
+def service() -> Iterator[Any]:
+    """The endpoint's BentoML service.
+
+    Importing it installs the workers' time-limit middleware into BentoML's ``traffic`` module (see
+    services/deploy/serving/request_timeout.py); BentoML's own class is put back afterwards, so
+    that the tests of that middleware still compare it with BentoML's.
+    """
+    bentoml_timeout = traffic.TimeoutMiddleware
+    from services.deploy.serving.service import PredictionService
+
+    yield PredictionService
+    traffic.TimeoutMiddleware = bentoml_timeout  # type: ignore[misc]
 
 
 @pytest.fixture(scope="module")
-def generated() -> dict[str, Any]:
+def doc(service: Any) -> dict[str, Any]:
+    return document(service)
+
+
+@pytest.fixture(scope="module")
+def generated(service: Any) -> dict[str, Any]:
     """What BentoML itself generates, as JSON."""
-    return json.loads(json.dumps(PredictionService.openapi_spec.asdict()))  # type: ignore[attr-defined]
+    return json.loads(json.dumps(service.openapi_spec.asdict()))
 
 
 def _operation(doc: dict[str, Any], path: str) -> dict[str, Any]:
@@ -64,9 +80,8 @@ def test_bentoml_still_generates_what_is_post_processed(generated: dict[str, Any
         assert error["required"] == ["error"] and set(error["properties"]) == {"error", "detail"}
 
 
-def test_every_route_of_the_service_is_described() -> None:
+def test_every_route_of_the_service_is_described(service: Any) -> None:
     """A route added to the service needs its entry in OPERATIONS, or BentoML's flattened schema stays."""
-    service: Any = PredictionService
     routes = {api.route for api in service.apis.values()}
     mounted = {f"{path}{route.path}" for app, path, _ in service.mount_apps for route in app.routes}
     assert routes | mounted == set(OPERATIONS)
@@ -125,13 +140,15 @@ def test_the_descriptions_say_what_a_row_may_and_must_carry(doc: dict[str, Any])
     assert f"{MAX_ROWS:,}" in doc["components"]["schemas"]["Rows"]["description"]
 
 
-async def test_the_workers_serve_the_document_and_pass_everything_else_on(doc: dict[str, Any]) -> None:
+async def test_the_workers_serve_the_document_and_pass_everything_else_on(
+    service: Any, doc: dict[str, Any]
+) -> None:
     async def behind(_: Request) -> PlainTextResponse:
         return PlainTextResponse("the app behind")
 
     app = ServedDocument(
         Starlette(routes=[Route("/{path:path}", behind, methods=["GET", "POST"])]),
-        service=PredictionService,
+        service=service,
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://endpoint") as client:
