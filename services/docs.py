@@ -65,14 +65,14 @@ def asyncapi_specification() -> Specification:
 def openapi_documents() -> dict[str, dict[str, Any]]:
     """The OpenAPI documents of the registry, the deploy service and a serving endpoint."""
     from services.deploy.app import create_app as deploy_app
+    from services.deploy.serving.openapi import document
     from services.deploy.serving.service import PredictionService
     from services.registry.app import create_app as registry_app
 
-    serving = PredictionService.openapi_spec  # type: ignore[attr-defined]
     return {
         "registry": registry_app(_settings_for("registry")).openapi(),
         "deploy": deploy_app(_deploy_settings()).openapi(),
-        "serving": serving.asdict() if hasattr(serving, "asdict") else dict(serving),
+        "serving": document(PredictionService),  # what the endpoint's workers serve at /docs.json
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,28 @@ class FeedbackResult(_Model):
     actual: FeatureValue
     correct: bool | None = Field(default=None, description="Classification only.")
     absolute_error: float | None = Field(default=None, description="Regression only.")
+
+
+class EndpointPerformance(BaseModel):
+    """What ``GET /v1/monitoring/performance`` answers: the live figures of the worker that answered."""
+
+    # Open to figures added later (a new runtime, a new counter): a client must not break on them.
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    pipeline: str
+    version: int = Field(description="The version this worker serves.")
+    task: Literal["classification", "regression"]
+    worker: int = Field(description="The worker that answered: every figure is that worker's own.")
+    feedback: int = Field(description="Ground truths joined to this version's predictions so far.")
+    unknown: int = Field(description="Feedback refused because no recent prediction had its id.")
+    accuracy: float | None = Field(
+        default=None, description="Classification only: share of joined predictions that were right."
+    )
+    mae: float | None = Field(default=None, description="Regression only: mean absolute error so far.")
+    captured: int = Field(description="Predictions queued for capture to Kafka.")
+    capture_dropped: int = Field(description="Predictions not captured because the queue was full.")
+    capture_published: int = Field(description="Captured predictions published to Kafka so far.")
+    model_calls: int = Field(description="Calls of the model; requests that arrive together share one.")
 
 
 class PredictionError(Exception):

@@ -1,6 +1,8 @@
-"""The committed AsyncAPI and OpenAPI documents match what the code generates."""
+"""The committed AsyncAPI and OpenAPI documents match what the code generates, and are valid."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -32,3 +34,16 @@ def test_openapi_documents_name_the_routes_users_call(documents: dict[str, str])
     assert "/v1/groups/{pipeline}/versions/{version}/approve" in documents["registry.openapi.json"]
     assert "/v1/deployments/{pipeline}/rollback" in documents["deploy.openapi.json"]
     assert "/v1/predict" in documents["serving.openapi.json"]
+
+
+def test_every_committed_openapi_document_is_valid_openapi() -> None:
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+    paths = sorted(DOCS_DIR.glob("*.openapi.json"))
+    assert [path.name.split(".")[0] for path in paths] == ["deploy", "registry", "serving"]
+    for path in paths:
+        try:
+            validate(json.loads(path.read_text()))
+        except OpenAPIValidationError as error:
+            pytest.fail(f"{path.name} is not valid OpenAPI: {error}")

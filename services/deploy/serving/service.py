@@ -38,6 +38,7 @@ from services.deploy.serving.guard import JsonOnly
 from services.deploy.serving.io import Rows, RowsInput
 from services.deploy.serving.metrics import serving_metrics
 from services.deploy.serving.monitor import Monitor
+from services.deploy.serving.openapi import ServedDocument
 from services.deploy.serving.request_timeout import install as install_request_timeout
 from services.deploy.serving.tracing import Origin, ServingTracer
 from services.deploy.serving.versions import Served, Versions
@@ -216,3 +217,4 @@ class PredictionService:
 
 PredictionService.add_asgi_middleware(JsonOnly)  # type: ignore[attr-defined]
 PredictionService.add_asgi_middleware(ErrorObjects)  # type: ignore[attr-defined]
+PredictionService.add_asgi_middleware(ServedDocument, service=PredictionService)  # type: ignore[attr-defined]
