@@ -23,7 +23,7 @@ from shared.spec_store import SpecStore
 
 NAME = "registry"
 CONSUMED = (topics.MODEL_EVALUATED, topics.MODEL_DEPLOYED)
-PRODUCED = (topics.MODEL_REGISTERED, topics.MODEL_APPROVED, topics.MODEL_REJECTED)
+PRODUCED = (topics.MODEL_REGISTERED, topics.MODEL_APPROVED, topics.MODEL_REJECTED, topics.MODEL_PROMOTED)
 
 
 def create_app(settings: Settings | None = None, *, context: ServiceContext | None = None) -> FastAPI:

@@ -80,6 +80,8 @@ def show(cli: CliContext, pipeline: str, version: int) -> None:
         ["action", "by", "at", "comment"],
         [[a["action"], a["by"], a["at"], a["comment"]] for a in detail["audit"]],
     )
+    eligible = ", ".join(detail["eligible"]) or "none"
+    console.print(f"environments {' → '.join(detail['environments'])}; may serve in: {eligible}")
     console.print(f"model {detail['model']['uri']} sha256 {detail['model']['sha256']}", highlight=False)
 
 
@@ -105,6 +107,25 @@ def approve(cli: CliContext, pipeline: str, version: int, comment: str, token: s
 def reject(cli: CliContext, pipeline: str, version: int, comment: str, token: str | None) -> None:
     """Reject a version that waits for manual approval."""
     _decide(cli, pipeline, version, approve=False, comment=comment, token=token)
+
+
+@models.command()
+@click.argument("pipeline")
+@click.argument("version", type=int)
+@click.option("--to", "environment", required=True, help="The next environment, e.g. production.")
+@click.option("--comment", default="", help="Why, for the audit trail.")
+@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="A token with the environment's role.")
+@pass_cli
+@registry_errors
+def promote(
+    cli: CliContext, pipeline: str, version: int, environment: str, comment: str, token: str | None
+) -> None:
+    """Let a version that served in one environment serve in the next."""
+    detail = cli.registry(token).promote(pipeline, version, to=environment, comment=comment)
+    if cli.json_output:
+        print_json(detail)
+    else:
+        console.print(f"{pipeline} v{version} promoted to [bold]{environment}[/]")
 
 
 @models.command()

@@ -73,6 +73,14 @@ class RegistryClient:
         assert response is not None
         return dict(response.json())
 
+    def promote(self, pipeline: str, version: int, *, to: str, comment: str = "") -> dict[str, Any]:
+        """Promote a version to the next environment (needs a token with that environment's role)."""
+        response = self._request(
+            "POST", f"/v1/groups/{pipeline}/versions/{version}/promote", json={"to": to, "comment": comment}
+        )
+        assert response is not None
+        return dict(response.json())
+
     def close(self) -> None:
         """Release the connection pool."""
         self._client.close()
