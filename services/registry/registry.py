@@ -201,6 +201,7 @@ class Registry:
         candidate = version.registered.candidate
         return ModelPromoted(
             event_id=promotion.event_id,
+            occurred_at=promotion.at,
             correlation_id=candidate.correlation_id,
             causation_id=cause_id,
             producer=PRODUCER,
