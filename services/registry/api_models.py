@@ -93,6 +93,7 @@ class VersionDetail(VersionSummary):
     deployments: list[DeploymentRecord]
     environments: list[str] = Field(description="The spec's environments, in promotion order.")
     eligible: list[str] = Field(description="Where the version may serve: approved for, or promoted to.")
+    dataset_audit: str = Field(description="Who checked out the dataset this version was trained on.")
 
     @classmethod
     def of(cls, group: ModelGroup, version: ModelVersion) -> VersionDetail:
@@ -112,6 +113,7 @@ class VersionDetail(VersionSummary):
             deployments=[DeploymentRecord.of(d) for d in group.deployments if d.version == version.number],
             environments=[environment.name for environment in registered.environments],
             eligible=version.eligible,
+            dataset_audit=f"/v1/datasets/{group.pipeline}/audit?dataset_version={candidate.dataset_version}",
         )
 
 
