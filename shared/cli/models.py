@@ -164,6 +164,7 @@ def lineage(cli: CliContext, pipeline: str, version: int) -> None:
     rows = [
         ["run", record.run_id],
         ["dataset version", record.dataset_version],
+        ["dataset checkouts", f"conveyor data audit {pipeline} --version {record.dataset_version}"],
         ["raw data", record.dataset["raw"].uri if "raw" in record.dataset else ""],
         ["spec", f"{record.spec_version} ({record.spec_uri})"],
         ["code version", record.code_version],
