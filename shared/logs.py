@@ -45,8 +45,11 @@ class JsonFormatter(logging.Formatter):
 # lines from one service in a 20 s outage (connect, metadata, fetch, coordinator, heartbeat).
 _TROUBLE = re.compile(
     r"Unable connect|Unable to (update|request) metadata|NodeNotReady|KafkaConnectionError|Connection at"
-    r"|coordinator dead|Heartbeat|Group Coordinator Request failed|not ready"
+    r"|not ready"
 )
+# A group's coordinator lost or moved (heartbeats refused after a broker restart or a rebalance):
+# aiokafka finds it again by itself, so these are held back whatever the connection's state.
+_COORDINATOR = re.compile(r"coordinator|Heartbeat", re.IGNORECASE)
 # What aiokafka logs (at INFO) once a consumer finds its group again: the connection is back.
 _RECOVERED = re.compile(
     r"Discovered coordinator|Successfully synced group|Joined group|Setting newly assigned"
@@ -76,6 +79,10 @@ class KafkaConnectionLog(logging.Filter):
         message = record.getMessage()
         if record.levelno >= logging.WARNING and _TROUBLE.search(message):
             return self._trouble(record, message)
+        if record.levelno >= logging.WARNING and _COORDINATOR.search(message):
+            if self._lost_at is not None:
+                self.held_back += 1
+            return False
         if self._lost_at is not None and _RECOVERED.search(message):
             return self._back(record)
         return record.levelno >= logging.WARNING

@@ -69,4 +69,7 @@ def test_other_records_pass_as_before() -> None:
     log = KafkaConnectionLog()
     assert log.filter(record("conveyor.registry", logging.INFO, "ready"))
     assert log.filter(record("aiokafka", logging.ERROR, "Unexpected error in fetcher routine"))
+    # A group's coordinator moving (after a broker restart, a rebalance) is no change of the connection.
+    heartbeat = "Heartbeat failed for group g: coordinator (node 1) is either not started or not valid"
+    assert not log.filter(record("aiokafka.consumer.group_coordinator", logging.WARNING, heartbeat))
     assert not log.filter(record("aiokafka", logging.INFO, "Discovered coordinator 1 for group g"))
