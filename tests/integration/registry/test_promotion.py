@@ -162,18 +162,3 @@ async def test_an_auto_environment_follows_the_one_before_once(store: ArtifactSt
     assert promoted[0].promoted_by == "policy:auto" and promoted[0].environment == "production"
     assert registry.group(spec.name).versions[1].audit[-1].action == "promoted to production"
     assert await registry.record_deployment(deployed(promoted[0], "production")) == []  # the last one
-
-
-def test_a_spec_without_environments_has_production_under_its_approval_policy() -> None:
-    spec = PipelineSpec.from_mapping({"name": "p", "target": "t", "task": "regression", "approval": "auto"})
-    assert [(e.name, e.approval, e.role) for e in spec.environments] == [("production", "auto", "approver")]
-    staged = PipelineSpec.from_mapping(
-        {
-            "name": "p",
-            "target": "t",
-            "task": "regression",
-            "environments": [{"name": "staging", "approval": "auto"}],
-        }
-    )
-    assert staged.approval == "auto"
-    assert PipelineSpec.from_yaml(staged.to_yaml()) == staged
