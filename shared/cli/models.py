@@ -131,11 +131,12 @@ def promote(
 @models.command()
 @click.argument("pipeline")
 @click.option("--environment", help="Only this environment.")
+@click.option("--at", help="Only what was live at this time (ISO 8601 with a time zone).")
 @pass_cli
 @registry_errors
-def history(cli: CliContext, pipeline: str, environment: str | None) -> None:
+def history(cli: CliContext, pipeline: str, environment: str | None, at: str | None) -> None:
     """Which version was live in each environment, and when."""
-    records = cli.registry().history(pipeline, environment=environment)
+    records = cli.registry().history(pipeline, environment=environment, at=at)
     if cli.json_output:
         print_json(records)
         return

@@ -8,6 +8,7 @@ never served in staging 409.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -171,22 +172,12 @@ def evaluated(
     )
 
 
-def promote(
-    env: Environments, pipeline: str, version: int, *, token: str
+def conveyor(
+    env: Environments, *args: str, token: str = "approver-token"
 ) -> subprocess.CompletedProcess[str]:
-    """``conveyor models promote`` as a user runs it."""
+    """The ``conveyor`` command as a user runs it, pointed at this test's registry."""
     return subprocess.run(
-        [
-            CONVEYOR,
-            "models",
-            "promote",
-            pipeline,
-            str(version),
-            "--to",
-            "production",
-            "--comment",
-            "staging ok",
-        ],
+        [CONVEYOR, *args],
         env={
             **os.environ,
             "CONVEYOR_REGISTRY_PORT": str(env.settings.registry_port),
@@ -195,6 +186,15 @@ def promote(
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def promote(
+    env: Environments, pipeline: str, version: int, *, token: str
+) -> subprocess.CompletedProcess[str]:
+    """``conveyor models promote`` to production."""
+    return conveyor(
+        env, "models", "promote", pipeline, str(version), "--to", "production", "--comment", "ok", token=token
     )
 
 
@@ -237,7 +237,8 @@ async def test_staging_on_approval_production_only_by_promotion(
 
         while not (await registry.get(history, params={"environment": "production"})).json():
             await asyncio.sleep(0.1)
-        before = (await registry.get(history, params={"at": promoted_at.isoformat()})).json()
+        shown = conveyor(env, "--json", "models", "history", spec.name, "--at", promoted_at.isoformat())
+        before = json.loads(shown.stdout)
         after = (await registry.get(history, params={"at": datetime.now(UTC).isoformat()})).json()
     assert [(r["environment"], r["version"]) for r in before] == [("staging", 1)]
     assert sorted((r["environment"], r["version"]) for r in after) == [("production", 1), ("staging", 1)]
