@@ -112,6 +112,8 @@ async def test_a_version_reaches_production_only_by_promotion_with_the_productio
     promoted = await client.post(url, json=body, headers=bearer("release-token"))
     assert promoted.status_code == 200, promoted.text
     assert promoted.json()["eligible"] == ["staging", "production"]
+    # The version's record leads to who checked out the data it was trained on.
+    assert promoted.json()["dataset_audit"] == f"/v1/datasets/{spec.name}/audit?dataset_version={'d' * 64}"
     assert promoted.json()["audit"][-1] | {"at": None} == {
         "action": "promoted to production",
         "by": "rita",
