@@ -10,19 +10,22 @@ import hmac
 import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Request, Response, status
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, SecretStr, TypeAdapter
+from pydantic import BaseModel, SecretStr, StringConstraints, TypeAdapter
 
 Role = Literal["approver", "viewer"]
+# A role a pipeline spec names for one of its environments (e.g. "production"): tokens may hold it.
+RoleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
+ADMIN = "admin"  # may take every decision, whatever role an environment names
 
 
 class _Grant(BaseModel):
     user: str
-    role: Role
+    role: RoleName
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,11 @@ class Principal:
     """Who is calling."""
 
     user: str
-    role: Role
+    role: str
+
+    def may(self, role: str) -> bool:
+        """Whether this caller may take a decision reserved to ``role``."""
+        return self.role in (role, ADMIN)
 
 
 class TokenBook:
@@ -54,6 +61,13 @@ class TokenBook:
 
     def require(self, credentials: HTTPAuthorizationCredentials | None, *, role: Role) -> Principal:
         """The caller, if it holds ``role``; otherwise the right HTTP error."""
+        principal = self.identify(credentials)
+        if principal.role != role:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"user {principal.user!r} lacks the {role!r} role")
+        return principal
+
+    def identify(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        """The caller of a valid bearer token, whatever its role; otherwise 401."""
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -65,17 +79,16 @@ class TokenBook:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"}
             )
-        if principal.role != role:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"user {principal.user!r} lacks the {role!r} role")
         return principal
 
 
-def credentials_first(tokens: TokenBook, *, role: Role) -> type[APIRoute]:
+def credentials_first(tokens: TokenBook, *, role: Role | None) -> type[APIRoute]:
     """A route class that checks the bearer token before the request body is read.
 
     FastAPI parses a body before it runs dependencies, so a caller without credentials who sends
     a malformed body would be told about the body (400/422); with this class it gets its 401
-    whatever it sends, and no body of an unauthenticated caller is parsed.
+    whatever it sends, and no body of an unauthenticated caller is parsed. With no ``role``, any
+    valid token passes (the route checks the role it needs once it knows it).
     """
     bearer = HTTPBearer(auto_error=False)
 
@@ -84,7 +97,11 @@ def credentials_first(tokens: TokenBook, *, role: Role) -> type[APIRoute]:
             handler = super().get_route_handler()
 
             async def authenticated(request: Request) -> Response:
-                tokens.require(await bearer(request), role=role)
+                credentials = await bearer(request)
+                if role is None:
+                    tokens.identify(credentials)
+                else:
+                    tokens.require(credentials, role=role)
                 return await handler(request)
 
             return authenticated

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.environments import EnvironmentSpec, environment_problems, fill_environments
 from shared.events.envelope import DeploymentTarget, Frozen, PipelineName
 
 if TYPE_CHECKING:
@@ -238,6 +239,10 @@ class PipelineSpec(Frozen):
     positive_label: ParamValue = None
     approval: Literal["auto", "manual"] = "manual"
     deployment: DeploymentSpec = DeploymentSpec()
+    environments: tuple[EnvironmentSpec, ...] = Field(
+        default=(EnvironmentSpec(name="production"),),
+        description="In promotion order; approval makes a version eligible for the first.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -250,11 +255,13 @@ class PipelineSpec(Frozen):
             data = dict(data)
             data.setdefault("estimator", {"path": DEFAULT_ESTIMATOR[task]})
             data.setdefault("primary_metric", DEFAULT_PRIMARY_METRIC[task])
+            data = fill_environments(data)
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
         problems = [*_metric_problems(self), *_column_problems(self), *_estimator_problems(self)]
+        problems += environment_problems(self.environments, approval=self.approval)
         if problems:
             raise ValueError("\n".join(problems))
         return self

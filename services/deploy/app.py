@@ -23,13 +23,19 @@ from services.deploy.rollout import Rollout
 from services.deploy.settings import DeploySettings
 from shared import topics
 from shared.auth import TokenBook
+from shared.environments import DEFAULT_ENVIRONMENT
 from shared.health import add_health_routes
 from shared.messaging import ensure_topics
 from shared.service import ServiceContext, build_context
 from shared.spec_store import SpecStore
 
 NAME = "deploy"
-CONSUMED = (topics.MODEL_APPROVED, topics.BATCH_PREDICTION_REQUESTED, topics.PREDICTIONS_CAPTURED)
+CONSUMED = (
+    topics.MODEL_APPROVED,
+    topics.MODEL_PROMOTED,
+    topics.BATCH_PREDICTION_REQUESTED,
+    topics.PREDICTIONS_CAPTURED,
+)
 PRODUCED = (
     topics.MODEL_DEPLOYED,
     topics.DEPLOYMENT_FAILED,
@@ -47,11 +53,16 @@ def configure_bentoml(settings: DeploySettings) -> None:
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 
 
+def service_name(environment: str) -> str:
+    """``deploy`` for production, ``deploy-<environment>`` otherwise: its own consumer group and traces."""
+    return NAME if environment == DEFAULT_ENVIRONMENT else f"{NAME}-{environment}"
+
+
 def create_app(settings: DeploySettings | None = None, *, context: ServiceContext | None = None) -> FastAPI:
     """The deploy service's ASGI app; starting it restores the endpoints and joins Kafka."""
     settings = settings or DeploySettings()
     configure_bentoml(settings)
-    context = context or build_context(NAME, settings)
+    context = context or build_context(service_name(settings.environment), settings)
     bucket = settings.artifacts_bucket
     specs = SpecStore(context.store, bucket=bucket)
     processes = ProcessBook(settings.run_dir)
@@ -59,7 +70,7 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
     deployer = Deployer(
         settings=settings,
         store=context.store,
-        records=DeploymentRecords(context.store, bucket=bucket),
+        records=DeploymentRecords(context.store, bucket=bucket, environment=settings.environment),
         specs=specs,
         rollout=rollout,
     )
@@ -71,7 +82,9 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
         cooldowns=CooldownStore(context.store, bucket=bucket),
         bucket=bucket,
     )
-    register_handlers(context, deployer=deployer, batches=batches, drift=drift)
+    register_handlers(
+        context, deployer=deployer, batches=batches, drift=drift, environment=settings.environment
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

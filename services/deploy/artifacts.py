@@ -20,7 +20,7 @@ from services.deploy.records import ApprovedVersion
 from services.deploy.serving.model_store import is_stored, model_tag, save_model
 from services.deploy.serving.predict import FeatureError, ModelCard
 from services.deploy.serving.warmup import Warmup, sample
-from shared.events import ModelApproved
+from shared.events import ServableVersion
 from shared.lineage import LineageRecord
 from shared.model_format import UntrustedModelError, load_model
 from shared.pipeline_spec import SpecError
@@ -46,7 +46,7 @@ class ArtifactRefused(Exception):
     """The approved model cannot be served; the reason is meant for DeploymentFailed."""
 
 
-def import_approved(event: ModelApproved, *, store: ArtifactStore, specs: SpecStore) -> ApprovedVersion:
+def import_approved(event: ServableVersion, *, store: ArtifactStore, specs: SpecStore) -> ApprovedVersion:
     """Verify and load the approved artifact, then import it into the BentoML store."""
     try:
         data = store.get(event.model)

@@ -13,7 +13,7 @@ from services.deploy.records import ApprovedVersion, DeploymentRecord, Deploymen
 from services.deploy.rollout import Rollout
 from services.deploy.settings import DeploySettings
 from services.deploy.workers import ServingError, port_in_use
-from shared.events import DeploymentFailed, Event, ModelApproved, ModelDeployed
+from shared.events import DeploymentFailed, Event, ModelDeployed, ServableVersion
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
 
@@ -78,8 +78,8 @@ class Deployer:
             await self._rollout.any_exit(timeout_s=interval_s)
             await self.heal()
 
-    async def approve(self, event: ModelApproved) -> Event | None:
-        """Serve an approved version (once), or say why it cannot be served."""
+    async def approve(self, event: ServableVersion) -> Event | None:
+        """Serve a version approved for or promoted to this environment (once), or say why it cannot be."""
         async with self._locks[event.pipeline]:
             record = self.records.get(event.pipeline)
             try:
@@ -128,7 +128,7 @@ class Deployer:
         """Stop every process this service started (the records stay, for the next start)."""
         await self._rollout.stop_all()
 
-    async def _deploy(self, event: ModelApproved, record: DeploymentRecord | None) -> DeploymentRecord:
+    async def _deploy(self, event: ServableVersion, record: DeploymentRecord | None) -> DeploymentRecord:
         record = record or self._new_record(event.pipeline)
         approved = await asyncio.to_thread(import_approved, event, store=self._store, specs=self._specs)
         # Known before it serves: its first captures arrive while the old server drains.
@@ -166,7 +166,7 @@ class Deployer:
         await asyncio.to_thread(self._records.save, record)
         self.records[record.pipeline] = record
 
-    def _deployed(self, event: ModelApproved, record: DeploymentRecord) -> ModelDeployed:
+    def _deployed(self, event: ServableVersion, record: DeploymentRecord) -> ModelDeployed:
         return ModelDeployed.caused_by(
             event,
             producer=PRODUCER,

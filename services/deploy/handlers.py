@@ -15,6 +15,7 @@ from shared.events import (
     Event,
     ModelApproved,
     ModelDeployed,
+    ModelPromoted,
     PredictionsCaptured,
     RetrainRequested,
 )
@@ -22,23 +23,32 @@ from shared.service import ServiceContext
 
 
 def register_handlers(
-    context: ServiceContext, *, deployer: Deployer, batches: BatchJobs, drift: DriftMonitor
+    context: ServiceContext, *, deployer: Deployer, batches: BatchJobs, drift: DriftMonitor, environment: str
 ) -> None:
-    """Subscribe the deploy service to approvals, batch requests and captured predictions."""
+    """Subscribe the deploy service to approvals, promotions, batch requests and captured predictions.
+
+    Each deploy service runs for one environment: it serves what is approved for it (the first
+    environment of a spec) or promoted to it, and ignores what is bound for another.
+    """
 
     async def on_model_approved(event: ModelApproved) -> Event | None:
         """Serve the approved version behind its pipeline's endpoint (or say why not)."""
-        return await deployer.approve(event)
+        return await deployer.approve(event) if event.environment == environment else None
 
-    async def on_batch_prediction_requested(event: BatchPredictionRequested) -> Event:
+    async def on_model_promoted(event: ModelPromoted) -> Event | None:
+        """Serve the version promoted to this environment."""
+        return await deployer.approve(event) if event.environment == environment else None
+
+    async def on_batch_prediction_requested(event: BatchPredictionRequested) -> Event | None:
         """Score the requested file with the pipeline's model."""
-        return await batches.run(event)
+        return await batches.run(event) if event.environment == environment else None
 
     async def on_predictions_captured(event: PredictionsCaptured) -> list[Event]:
         """Window the captured features and check them for drift."""
         return await drift.on_captured(event)
 
     context.subscribe(ModelApproved, on_model_approved)
+    context.subscribe(ModelPromoted, on_model_promoted)
     context.subscribe(BatchPredictionRequested, on_batch_prediction_requested)
     context.subscribe(PredictionsCaptured, on_predictions_captured)
     context.declare_outputs(

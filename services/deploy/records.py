@@ -14,7 +14,8 @@ from uuid import UUID
 from pydantic import Field
 
 from services.deploy.serving.predict import ModelCard
-from shared.events import ArtifactRef, ModelApproved
+from shared.environments import DEFAULT_ENVIRONMENT
+from shared.events import ArtifactRef, ServableVersion
 from shared.events.envelope import Frozen
 from shared.storage import ArtifactStore, ObjectNotFoundError
 from shared.uris import ObjectLocation, safe_segment
@@ -37,7 +38,7 @@ class ApprovedVersion(Frozen):
     approved_at: datetime
 
     @classmethod
-    def of(cls, event: ModelApproved, card: ModelCard) -> Self:
+    def of(cls, event: ServableVersion, card: ModelCard) -> Self:
         """The version an approval names, with the card read from its artifact and lineage."""
         return cls(
             version=event.version,
@@ -66,7 +67,7 @@ class DeploymentRecord(Frozen):
         """The active version."""
         return self.versions.get(self.active) if self.active is not None else None
 
-    def superseded(self, event: ModelApproved) -> bool:
+    def superseded(self, event: ServableVersion) -> bool:
         """Whether an approval was already handled, or is older than the active version's."""
         active = self.current()
         return event.event_id in self.handled or (
@@ -115,13 +116,15 @@ class DeploymentRecord(Frozen):
 class DeploymentRecords:
     """Deployment records in the artifacts bucket, one JSON object per pipeline."""
 
-    def __init__(self, store: ArtifactStore, *, bucket: str) -> None:
+    def __init__(self, store: ArtifactStore, *, bucket: str, environment: str = DEFAULT_ENVIRONMENT) -> None:
         self._store = store
         self._bucket = bucket
+        # Production keeps the prefix it always had; another environment's records sit apart.
+        self._prefix = PREFIX if environment == DEFAULT_ENVIRONMENT else f"{PREFIX}-{environment}"
 
     def load_all(self) -> dict[str, DeploymentRecord]:
         """Every pipeline's record."""
-        keys = self._store.list_keys(bucket=self._bucket, prefix=f"{PREFIX}/")
+        keys = self._store.list_keys(bucket=self._bucket, prefix=f"{self._prefix}/")
         records = (self._read(ObjectLocation(self._bucket, key)) for key in keys if key.endswith(".json"))
         return {record.pipeline: record for record in records if record is not None}
 
@@ -137,4 +140,4 @@ class DeploymentRecords:
             return None
 
     def _location(self, pipeline: str) -> ObjectLocation:
-        return ObjectLocation(self._bucket, f"{PREFIX}/{safe_segment(pipeline, what='pipeline')}.json")
+        return ObjectLocation(self._bucket, f"{self._prefix}/{safe_segment(pipeline, what='pipeline')}.json")

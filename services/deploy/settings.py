@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from shared.events.envelope import EnvironmentName
 from shared.settings import Settings
 
 
@@ -13,8 +14,9 @@ class DeploySettings(Settings):
     """``CONVEYOR_*`` settings of the deploy service and of the BentoML servers it starts."""
 
     # The deploy service's control API listens on deploy_host:deploy_port (shared settings, since
-    # clients need them too); endpoints are reported as serving in this environment.
-    environment: str = Field(default="local", min_length=1, max_length=200)
+    # clients need them too); endpoints are reported as serving in this environment, and only
+    # versions approved for it (the first of a spec's environments) or promoted to it are served.
+    environment: EnvironmentName = "production"
 
     # Stable endpoints: one port per pipeline, taken from this range and kept across restarts.
     serving_host: str = "127.0.0.1"

@@ -9,6 +9,7 @@ the baseline that the next version's schema and drift are compared against.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from shared.events import ArtifactRef
@@ -18,6 +19,7 @@ from shared.storage import ArtifactStore, ObjectNotFoundError
 from shared.uris import ObjectLocation, safe_segment
 
 PREFIX = "datasets"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Outcome(Frozen):
@@ -68,6 +70,23 @@ class DatasetIndex:
         except ObjectNotFoundError:
             return None
         return str(pointer["source_uri"])
+
+    def versions(self, pipeline: str) -> list[str]:
+        """Every stored dataset version of ``pipeline`` (accepted or not), sorted."""
+        folder = f"{PREFIX}/{safe_segment(pipeline, what='pipeline')}/"
+        names = (
+            key.removeprefix(folder).rstrip("/")
+            for key in self._store.list_prefixes(bucket=self.bucket, prefix=folder)
+        )
+        return [name for name in names if _SHA256.fullmatch(name)]
+
+    def latest_version(self, pipeline: str) -> str | None:
+        """The last accepted version, if any."""
+        try:
+            pointer = json.loads(self._store.get_verified(self._latest_location(pipeline)))
+        except ObjectNotFoundError:
+            return None
+        return str(pointer["dataset_version"])
 
     def set_latest(
         self, pipeline: str, *, dataset_version: str, profile: ArtifactRef, source_uri: str

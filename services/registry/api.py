@@ -14,10 +14,11 @@ from services.registry.api_models import (
     DecisionRequest,
     DeploymentRecord,
     GroupSummary,
+    PromotionRequest,
     VersionDetail,
     VersionSummary,
 )
-from services.registry.model_group import ModelGroup, TransitionError
+from services.registry.model_group import ModelGroup, TransitionError, UnknownEnvironmentError
 from services.registry.registry import Registry
 from shared.auth import Principal, TokenBook, credentials_first
 from shared.events import Event, VersionStatus
@@ -155,5 +156,44 @@ def create_router(
         """Reject a version pending manual approval (approver role)."""
         return await decide(pipeline, version, request, principal, approve=False)
 
+    promotions = APIRouter(route_class=credentials_first(tokens, role=None))
+
+    @promotions.post(
+        "/groups/{pipeline}/versions/{version}/promote",
+        response_model=VersionDetail,
+        tags=["decide"],
+        responses={400: {}, 401: {}, 403: {}, 404: {}, 409: {}},
+    )
+    async def promote(
+        pipeline: PipelinePath,
+        version: VersionPath,
+        request: PromotionRequest,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> VersionDetail:
+        """Let a version serve in the next environment (the role that environment names, or admin)."""
+        principal = tokens.identify(credentials)
+        group_of(pipeline)
+        role = registry.environment_role(pipeline, version, request.to)
+        if role is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"{pipeline} has no version {version} bound for {request.to!r}"
+            )
+        if not principal.may(role):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"user {principal.user!r} lacks the {role!r} role that {request.to} needs",
+            )
+        try:
+            promoted, event = await registry.promote(
+                pipeline, version, to=request.to, by=principal.user, comment=request.comment
+            )
+        except (LookupError, UnknownEnvironmentError) as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+        except TransitionError as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        await publish(event)
+        return VersionDetail.of(registry.group(pipeline), promoted)
+
     router.include_router(decisions)
+    router.include_router(promotions)
     return router

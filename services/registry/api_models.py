@@ -16,6 +16,13 @@ class DecisionRequest(BaseModel):
     comment: str = Field(default="", max_length=4000)
 
 
+class PromotionRequest(BaseModel):
+    """A promotion to the next environment, with the reason for the audit trail."""
+
+    to: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="The environment the version goes to.")
+    comment: str = Field(default="", max_length=4000)
+
+
 class AuditEntry(BaseModel):
     """Who changed a version's status, when and why."""
 
@@ -84,6 +91,9 @@ class VersionDetail(VersionSummary):
     deployment: DeploymentTarget
     audit: list[AuditEntry]
     deployments: list[DeploymentRecord]
+    environments: list[str] = Field(description="The spec's environments, in promotion order.")
+    eligible: list[str] = Field(description="Where the version may serve: approved for, or promoted to.")
+    dataset_audit: str = Field(description="Who checked out the dataset this version was trained on.")
 
     @classmethod
     def of(cls, group: ModelGroup, version: ModelVersion) -> VersionDetail:
@@ -101,6 +111,9 @@ class VersionDetail(VersionSummary):
             deployment=registered.deployment,
             audit=[AuditEntry(action=a.action, by=a.by, at=a.at, comment=a.comment) for a in version.audit],
             deployments=[DeploymentRecord.of(d) for d in group.deployments if d.version == version.number],
+            environments=[environment.name for environment in registered.environments],
+            eligible=version.eligible,
+            dataset_audit=f"/v1/datasets/{group.pipeline}/audit?dataset_version={candidate.dataset_version}",
         )
 
 

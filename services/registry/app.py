@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.registry.api import create_router
+from services.registry.datasets import DatasetCatalog
+from services.registry.datasets_api import create_dataset_router
 from services.registry.handlers import register_handlers
 from services.registry.journal_store import JournalStore
 from services.registry.registry import Registry
@@ -23,7 +25,7 @@ from shared.spec_store import SpecStore
 
 NAME = "registry"
 CONSUMED = (topics.MODEL_EVALUATED, topics.MODEL_DEPLOYED)
-PRODUCED = (topics.MODEL_REGISTERED, topics.MODEL_APPROVED, topics.MODEL_REJECTED)
+PRODUCED = (topics.MODEL_REGISTERED, topics.MODEL_APPROVED, topics.MODEL_REJECTED, topics.MODEL_PROMOTED)
 
 
 def create_app(settings: Settings | None = None, *, context: ServiceContext | None = None) -> FastAPI:
@@ -56,13 +58,16 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     app = FastAPI(
         title="Conveyor model registry",
         version="1",
-        description="Model groups, versions, approvals and where each version is deployed.",
+        description="Model groups, versions, approvals, promotions, where each version is deployed, "
+        "and governed checkout of the datasets they were trained on.",
         lifespan=lifespan,
     )
     app.state.ready = False
     app.state.registry = registry
     tokens = TokenBook.from_secret(settings.api_tokens)
     app.include_router(create_router(registry, tokens=tokens, publish=context.publisher.publish))
+    catalog = DatasetCatalog(context.store, bucket=settings.artifacts_bucket)
+    app.include_router(create_dataset_router(catalog, tokens=tokens))
 
     add_health_routes(app, ready_means="The journal is loaded and the Kafka consumers run.")
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from services.registry.registry import Registry
-from shared.events import Event, ModelApproved, ModelDeployed, ModelEvaluated, ModelRegistered, ModelRejected
+from shared.events import (
+    Event,
+    ModelApproved,
+    ModelDeployed,
+    ModelEvaluated,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+)
 from shared.service import ServiceContext
 
 
@@ -14,10 +22,10 @@ def register_handlers(context: ServiceContext, registry: Registry) -> None:
         """Register the candidate as the group's next version and apply its approval policy."""
         return await registry.register(event)
 
-    async def on_model_deployed(event: ModelDeployed) -> None:
-        """Record where the version now serves, for the promotion history."""
-        await registry.record_deployment(event)
+    async def on_model_deployed(event: ModelDeployed) -> list[Event]:
+        """Record where the version now serves; promote it onwards where the next policy is auto."""
+        return await registry.record_deployment(event)
 
     context.subscribe(ModelEvaluated, on_model_evaluated)
     context.subscribe(ModelDeployed, on_model_deployed)
-    context.declare_outputs(ModelRegistered, ModelApproved, ModelRejected)
+    context.declare_outputs(ModelRegistered, ModelApproved, ModelRejected, ModelPromoted)

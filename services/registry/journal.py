@@ -12,8 +12,9 @@ from uuid import UUID
 
 from pydantic import Field
 
+from shared.environments import EnvironmentSpec
 from shared.events import ArtifactRef, DeploymentTarget, GateResult, LineageSummary, ModelEvaluated
-from shared.events.envelope import Frozen, Name, Text, Uri
+from shared.events.envelope import EnvironmentName, Frozen, Name, Text, Uri
 
 
 class Candidate(Frozen):
@@ -64,6 +65,8 @@ class VersionRegistered(Frozen):
     candidate: Candidate
     approval: Literal["auto", "manual"]
     deployment: DeploymentTarget
+    # Entries written before environments existed read as the one environment they had.
+    environments: tuple[EnvironmentSpec, ...] = (EnvironmentSpec(name="production"),)
 
 
 class VersionApproved(Frozen):
@@ -97,7 +100,21 @@ class VersionDeployed(Frozen):
     deployed_event_id: UUID
 
 
+class VersionPromoted(Frozen):
+    """A version may now serve in the next environment, by a person's decision or an auto policy."""
+
+    kind: Literal["promoted"] = "promoted"
+    at: datetime
+    version: int = Field(ge=1)
+    environment: EnvironmentName
+    from_environment: EnvironmentName
+    by: Name
+    comment: Text = ""
+    event_id: UUID = Field(description="The ModelPromoted published for it, the same on a repeat.")
+    cause_id: UUID | None = Field(default=None, description="The ModelDeployed an auto policy followed.")
+
+
 JournalEntry = Annotated[
-    VersionRegistered | VersionApproved | VersionRejected | VersionDeployed,
+    VersionRegistered | VersionApproved | VersionRejected | VersionDeployed | VersionPromoted,
     Field(discriminator="kind"),
 ]

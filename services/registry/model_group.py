@@ -9,6 +9,7 @@ from services.registry.journal import (
     JournalEntry,
     VersionApproved,
     VersionDeployed,
+    VersionPromoted,
     VersionRegistered,
     VersionRejected,
 )
@@ -17,6 +18,10 @@ from shared.events import VersionStatus
 
 class TransitionError(Exception):
     """A status change the registry does not allow (HTTP 409)."""
+
+
+class UnknownEnvironmentError(LookupError):
+    """The version's spec names no such environment (HTTP 404)."""
 
 
 @dataclass
@@ -47,6 +52,15 @@ class ModelVersion:
     registered: VersionRegistered
     status: VersionStatus
     audit: list[AuditRecord] = field(default_factory=list)
+    # The environments the version may serve in, in the order it reached them, each with its entry.
+    promotions: dict[str, VersionPromoted] = field(default_factory=dict)
+
+    @property
+    def eligible(self) -> list[str]:
+        """Where the version may serve: its first environment once approved, then each promotion."""
+        if self.status != "Approved":
+            return []
+        return [self.registered.environments[0].name, *self.promotions]
 
     @property
     def number(self) -> int:
@@ -98,6 +112,28 @@ class ModelGroup:
             )
         return found
 
+    def check_promotion(self, version: int, *, to: str) -> tuple[ModelVersion, str]:
+        """The version that may be promoted to ``to`` and the environment it leaves, or why not."""
+        found = self.versions.get(version)
+        if found is None:
+            raise LookupError(f"{self.pipeline} has no version {version}")
+        names = [environment.name for environment in found.registered.environments]
+        if to not in names:
+            raise UnknownEnvironmentError(f"the spec of {self.pipeline} version {version} names no {to!r}")
+        index = names.index(to)
+        if index == 0:
+            raise TransitionError(f"{to} is the first environment: approval, not promotion, leads there")
+        if to in found.eligible:
+            raise TransitionError(f"{self.pipeline} version {version} was already promoted to {to}")
+        before = names[index - 1]
+        served = any(d.environment == before and d.version == version for d in self.deployments)
+        batch_only = not found.registered.deployment.realtime and before in found.eligible
+        if not (served or batch_only):
+            raise TransitionError(
+                f"{self.pipeline} version {version} never served in {before}: promote it there first"
+            )
+        return found, before
+
     def apply(self, entry: JournalEntry) -> None:
         """Fold one journal entry into the state."""
         # Snapshots hold what this yields: a change to it must raise snapshot.FORMAT.
@@ -115,6 +151,11 @@ class ModelGroup:
             version.audit.append(AuditRecord("rejected", entry.by, entry.at, entry.comment))
         elif isinstance(entry, VersionDeployed):
             self._record_deployment(entry)
+        elif isinstance(entry, VersionPromoted):
+            version = self.versions[entry.version]
+            version.promotions[entry.environment] = entry
+            action = f"promoted to {entry.environment}"
+            version.audit.append(AuditRecord(action, entry.by, entry.at, entry.comment))
 
     def _record_deployment(self, entry: VersionDeployed) -> None:
         current = self.live(entry.environment)

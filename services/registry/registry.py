@@ -11,22 +11,25 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid5
+from uuid import UUID, uuid4, uuid5
 
 from services.registry.journal import (
     Candidate,
     VersionApproved,
     VersionDeployed,
+    VersionPromoted,
     VersionRegistered,
     VersionRejected,
 )
 from services.registry.journal_store import JournalStore
 from services.registry.model_group import ModelGroup, ModelVersion
+from shared.environments import find_environment, next_environment
 from shared.events import (
     Event,
     ModelApproved,
     ModelDeployed,
     ModelEvaluated,
+    ModelPromoted,
     ModelRegistered,
     ModelRejected,
 )
@@ -92,6 +95,7 @@ class Registry:
                     candidate=candidate,
                     approval=spec.approval,
                     deployment=spec.deployment.target,
+                    environments=spec.environments,
                 )
                 await asyncio.to_thread(self._journal.append, group, entry)
             version = group.versions[number]
@@ -119,22 +123,100 @@ class Registry:
         events = self._decision_events(group, version)
         return version, events[0]
 
-    async def record_deployment(self, deployed: ModelDeployed) -> None:
-        """Remember where a version went live (a repeat of the same fact is ignored)."""
+    async def promote(
+        self, pipeline: str, number: int, *, to: str, by: str, comment: str
+    ) -> tuple[ModelVersion, ModelPromoted]:
+        """A person's decision to let a version serve in the next environment."""
+        await self._loaded.wait()
+        async with self._lock:
+            group = self.group(pipeline)
+            version, before = group.check_promotion(number, to=to)
+            entry = VersionPromoted(
+                at=self._clock(),
+                version=number,
+                environment=to,
+                from_environment=before,
+                by=by,
+                comment=comment,
+                event_id=uuid4(),
+            )
+            await asyncio.to_thread(self._journal.append, group, entry)
+        candidate = version.registered.candidate
+        return version, self._promoted_event(group, version, entry, cause_id=candidate.evaluated_event_id)
+
+    def environment_role(self, pipeline: str, number: int, environment: str) -> str | None:
+        """The role that may promote the version to ``environment`` (None: no such version or place)."""
+        version = self.group(pipeline).versions.get(number)
+        found = find_environment(version.registered.environments, environment) if version else None
+        return found.role if found else None
+
+    async def record_deployment(self, deployed: ModelDeployed) -> list[Event]:
+        """Remember where a version went live (a repeat of the same fact is ignored).
+
+        When the next environment's policy is auto, the version is promoted there, once: a
+        redelivered deployment publishes the same ModelPromoted again, a later one nothing.
+        """
         await self._loaded.wait()
         async with self._lock:
             group = self.group(deployed.pipeline)
             live = group.live(deployed.environment)
-            if live is not None and live.version == deployed.version:
-                return
-            entry = VersionDeployed(
-                at=deployed.occurred_at,
-                version=deployed.version,
-                environment=deployed.environment,
-                endpoint_url=deployed.endpoint_url,
-                deployed_event_id=deployed.event_id,
+            if live is None or live.version != deployed.version:
+                entry = VersionDeployed(
+                    at=deployed.occurred_at,
+                    version=deployed.version,
+                    environment=deployed.environment,
+                    endpoint_url=deployed.endpoint_url,
+                    deployed_event_id=deployed.event_id,
+                )
+                await asyncio.to_thread(self._journal.append, group, entry)
+            return await self._auto_promote(group, deployed)
+
+    async def _auto_promote(self, group: ModelGroup, deployed: ModelDeployed) -> list[Event]:
+        version = group.versions.get(deployed.version)
+        if version is None or deployed.environment not in version.eligible:
+            return []
+        following = next_environment(version.registered.environments, deployed.environment)
+        if following is None or following.approval != "auto":
+            return []
+        promotion = version.promotions.get(following.name)
+        if promotion is None:
+            promotion = VersionPromoted(
+                at=self._clock(),
+                version=version.number,
+                environment=following.name,
+                from_environment=deployed.environment,
+                by=AUTO_APPROVER,
+                comment=f"served in {deployed.environment}",
+                event_id=uuid5(deployed.event_id, "ModelPromoted"),
+                cause_id=deployed.event_id,
             )
-            await asyncio.to_thread(self._journal.append, group, entry)
+            await asyncio.to_thread(self._journal.append, group, promotion)
+        elif promotion.cause_id != deployed.event_id:
+            return []  # promoted before, by another fact or a person
+        return [self._promoted_event(group, version, promotion, cause_id=deployed.event_id)]
+
+    def _promoted_event(
+        self, group: ModelGroup, version: ModelVersion, promotion: VersionPromoted, *, cause_id: UUID
+    ) -> ModelPromoted:
+        candidate = version.registered.candidate
+        return ModelPromoted(
+            event_id=promotion.event_id,
+            occurred_at=promotion.at,
+            correlation_id=candidate.correlation_id,
+            causation_id=cause_id,
+            producer=PRODUCER,
+            pipeline=group.pipeline,
+            version=version.number,
+            run_id=candidate.run_id,
+            model=candidate.model,
+            metrics=candidate.metrics,
+            lineage=candidate.lineage_summary,
+            deployment=version.registered.deployment,
+            environment=promotion.environment,
+            from_environment=promotion.from_environment,
+            promoted_by=promotion.by,
+            comment=promotion.comment,
+        )
 
     async def _apply_policy(self, group: ModelGroup, version: ModelVersion) -> None:
         if version.status != "PendingManualApproval":
@@ -182,6 +264,7 @@ class Registry:
                     deployment=version.registered.deployment,
                     approved_by=decision.by,
                     comment=decision.comment,
+                    environment=version.registered.environments[0].name,
                     event_id=uuid5(cause_id, "ModelApproved"),
                     **chain,
                 )

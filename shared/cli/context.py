@@ -7,6 +7,7 @@ from functools import cached_property
 
 import click
 
+from shared.clients.datasets import DatasetClient
 from shared.clients.registry import RegistryClient
 from shared.settings import Settings
 from shared.spec_store import SpecStore
@@ -36,6 +37,11 @@ class CliContext:
         """A client of the registry's API (with a bearer token when one is given or configured)."""
         configured = self.settings.api_token.get_secret_value() if self.settings.api_token else None
         return RegistryClient(self.settings.registry_base_url, token=token or configured)
+
+    def datasets(self, token: str | None = None) -> DatasetClient:
+        """A client of the registry's dataset routes (they all need a token)."""
+        configured = self.settings.api_token.get_secret_value() if self.settings.api_token else None
+        return DatasetClient(self.settings.registry_base_url, token=token or configured)
 
 
 pass_cli = click.make_pass_decorator(CliContext)

@@ -80,6 +80,8 @@ def show(cli: CliContext, pipeline: str, version: int) -> None:
         ["action", "by", "at", "comment"],
         [[a["action"], a["by"], a["at"], a["comment"]] for a in detail["audit"]],
     )
+    eligible = ", ".join(detail["eligible"]) or "none"
+    console.print(f"environments {' → '.join(detail['environments'])}; may serve in: {eligible}")
     console.print(f"model {detail['model']['uri']} sha256 {detail['model']['sha256']}", highlight=False)
 
 
@@ -109,12 +111,32 @@ def reject(cli: CliContext, pipeline: str, version: int, comment: str, token: st
 
 @models.command()
 @click.argument("pipeline")
-@click.option("--environment", help="Only this environment.")
+@click.argument("version", type=int)
+@click.option("--to", "environment", required=True, help="The next environment, e.g. production.")
+@click.option("--comment", default="", help="Why, for the audit trail.")
+@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="A token with the environment's role.")
 @pass_cli
 @registry_errors
-def history(cli: CliContext, pipeline: str, environment: str | None) -> None:
+def promote(
+    cli: CliContext, pipeline: str, version: int, environment: str, comment: str, token: str | None
+) -> None:
+    """Let a version that served in one environment serve in the next."""
+    detail = cli.registry(token).promote(pipeline, version, to=environment, comment=comment)
+    if cli.json_output:
+        print_json(detail)
+    else:
+        console.print(f"{pipeline} v{version} promoted to [bold]{environment}[/]")
+
+
+@models.command()
+@click.argument("pipeline")
+@click.option("--environment", help="Only this environment.")
+@click.option("--at", help="Only what was live at this time (ISO 8601 with a time zone).")
+@pass_cli
+@registry_errors
+def history(cli: CliContext, pipeline: str, environment: str | None, at: str | None) -> None:
     """Which version was live in each environment, and when."""
-    records = cli.registry().history(pipeline, environment=environment)
+    records = cli.registry().history(pipeline, environment=environment, at=at)
     if cli.json_output:
         print_json(records)
         return
@@ -143,6 +165,7 @@ def lineage(cli: CliContext, pipeline: str, version: int) -> None:
     rows = [
         ["run", record.run_id],
         ["dataset version", record.dataset_version],
+        ["dataset checkouts", f"conveyor data audit {pipeline} --version {record.dataset_version}"],
         ["raw data", record.dataset["raw"].uri if "raw" in record.dataset else ""],
         ["spec", f"{record.spec_version} ({record.spec_uri})"],
         ["code version", record.code_version],

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 import pandas as pd
+from pydantic import ValidationError
 
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import UserError, console, print_json, print_table, user_errors
@@ -95,8 +96,13 @@ def predict(cli: CliContext, pipeline: str, rows: tuple[str, ...], file: Path | 
 @click.argument("source")
 @click.option("--version", type=int, help="A model version (default: the one serving).")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the job.")
+@click.option(
+    "--environment", default="production", show_default=True, help="The deploy service that scores."
+)
 @pass_cli
-def batch(cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float) -> None:
+def batch(
+    cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float, environment: str
+) -> None:
     """Score SOURCE (a local .csv/.parquet file, or an s3:// URI) with PIPELINE's model."""
     if not source.startswith("s3://"):
         path = Path(source)
@@ -107,7 +113,7 @@ def batch(cli: CliContext, pipeline: str, source: str, version: int | None, time
         with console.status(f"uploading {path.name}"):
             source = asyncio.run(asyncio.to_thread(upload_to_landing, cli.settings, pipeline, path))
     with console.status("scoring"):
-        outcome = asyncio.run(_run_batch(cli, pipeline, source, version, timeout))
+        outcome = asyncio.run(_run_batch(cli, pipeline, source, version, timeout, environment))
     if isinstance(outcome, BatchPredictionFailed):
         raise UserError(f"batch job failed: {outcome.reason}")
     if cli.json_output:
@@ -121,7 +127,7 @@ def batch(cli: CliContext, pipeline: str, source: str, version: int | None, time
 
 
 async def _run_batch(
-    cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float
+    cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float, environment: str
 ) -> BatchPredictionCompleted | BatchPredictionFailed:
     topics = [BatchPredictionCompleted.topic, BatchPredictionFailed.topic]
     watcher = EventWatcher(cli.settings, topics)
@@ -130,7 +136,7 @@ async def _run_batch(
     await broker.connect()
     try:
         request = BatchPredictionRequested.first(
-            producer="cli", pipeline=pipeline, input_uri=source, version=version
+            producer="cli", pipeline=pipeline, input_uri=source, version=version, environment=environment
         )
         await KafkaEventPublisher(broker).publish(request)
         outcome = await watcher.wait_for(
@@ -141,6 +147,9 @@ async def _run_batch(
         )
     except AssertionError as error:
         raise UserError(str(error)) from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"invalid batch request: {first['loc'][0]}: {first['msg']}") from None
     finally:
         await broker.stop()
         await watcher.stop()

@@ -7,7 +7,7 @@ import contextlib
 import io
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -98,7 +98,7 @@ def _upload(settings: Settings, pipeline: str, filename: str, data: bytes) -> st
 
 
 class EventWatcher:
-    """Collects every event published on the given topics from the moment it starts.
+    """Collects every event published on the given topics from the moment it starts (tests, tools).
 
     Partitions are assigned by hand and positioned at their end before any test publishes,
     so nothing published afterwards is missed and nothing older is read.
@@ -110,6 +110,7 @@ class EventWatcher:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.records: list[ConsumerRecord[bytes, bytes]] = []
+        self._decoded: dict[int, Event | None] = {}  # index in records → its event, once decoded
 
     async def start(self) -> None:
         """Assign every partition of the topics at its current end, then collect in the background."""
@@ -141,18 +142,43 @@ class EventWatcher:
         if self._consumer:
             await self._consumer.stop()
 
+    def of(
+        self, kind: type[E], *, pipeline: str | None = None, where: Callable[[E], bool] = lambda _: True
+    ) -> list[E]:
+        """Collected events of one kind (and pipeline) that satisfy ``where``, in arrival order."""
+        found = []
+        for index, record in enumerate(self.records):
+            if record.topic != kind.topic:
+                continue
+            if index not in self._decoded:
+                try:
+                    self._decoded[index] = kind.model_validate_json(record.value)
+                except ValueError:  # a malformed record (it went to the dead-letter topic): no event
+                    self._decoded[index] = None
+            event = self._decoded[index]
+            if isinstance(event, kind) and pipeline in (None, event.pipeline) and where(event):
+                found.append(event)
+        return found
+
     def events(self, event_type: type[E], *, correlation_id: uuid.UUID) -> list[E]:
         """Every collected event of ``event_type`` in the chain of ``correlation_id``."""
-        found = []
-        for record in self.records:
-            if record.topic != event_type.topic:
-                continue
-            try:
-                event = event_type.model_validate_json(record.value)
-            except ValueError:  # a malformed record (it went to the dead-letter topic): no event of ours
-                continue
-            if event.correlation_id == correlation_id:
-                found.append(event)
+        return self.of(event_type, where=lambda event: event.correlation_id == correlation_id)
+
+    async def wait_until(
+        self,
+        kind: type[E],
+        *,
+        pipeline: str | None = None,
+        where: Callable[[E], bool] = lambda _: True,
+        count: int = 1,
+        timeout: float = 60.0,
+    ) -> list[E]:
+        """Wait until ``count`` events of ``kind`` (and pipeline) satisfy ``where``; return them all."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.of(kind, pipeline=pipeline, where=where)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {count} {kind.__name__} within {timeout}s; found {found}")
+            await asyncio.sleep(0.05)
         return found
 
     async def wait_for(

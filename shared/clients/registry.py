@@ -59,16 +59,26 @@ class RegistryClient:
         """One version in full."""
         return dict(self._get_json(f"/v1/groups/{pipeline}/versions/{version}"))
 
-    def history(self, pipeline: str, *, environment: str | None = None) -> list[dict[str, Any]]:
-        """The promotion history of a group."""
-        params = {"environment": environment} if environment else None
-        return list(self._get_json(f"/v1/groups/{pipeline}/history", params=params))
+    def history(
+        self, pipeline: str, *, environment: str | None = None, at: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The promotion history of a group (only what was live at time ``at``, ISO 8601, when given)."""
+        params = {name: value for name, value in (("environment", environment), ("at", at)) if value}
+        return list(self._get_json(f"/v1/groups/{pipeline}/history", params=params or None))
 
     def decide(self, pipeline: str, version: int, *, approve: bool, comment: str = "") -> dict[str, Any]:
         """Approve or reject a pending version (needs an approver token)."""
         action = "approve" if approve else "reject"
         response = self._request(
             "POST", f"/v1/groups/{pipeline}/versions/{version}/{action}", json={"comment": comment}
+        )
+        assert response is not None
+        return dict(response.json())
+
+    def promote(self, pipeline: str, version: int, *, to: str, comment: str = "") -> dict[str, Any]:
+        """Promote a version to the next environment (needs a token with that environment's role)."""
+        response = self._request(
+            "POST", f"/v1/groups/{pipeline}/versions/{version}/promote", json={"to": to, "comment": comment}
         )
         assert response is not None
         return dict(response.json())

@@ -11,7 +11,14 @@ from shared.events.envelope import (
     RuleResult,
 )
 from shared.events.models import ModelEvaluated, ModelTrained, TrainingFailed
-from shared.events.registry import ModelApproved, ModelRegistered, ModelRejected, VersionStatus
+from shared.events.registry import (
+    ModelApproved,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+    ServableVersion,
+    VersionStatus,
+)
 from shared.events.serving import (
     BatchPredictionCompleted,
     BatchPredictionFailed,
@@ -34,6 +41,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ModelRegistered,
     ModelApproved,
     ModelRejected,
+    ModelPromoted,
     ModelDeployed,
     DeploymentFailed,
     BatchPredictionRequested,
@@ -69,12 +77,14 @@ __all__ = [
     "ModelApproved",
     "ModelDeployed",
     "ModelEvaluated",
+    "ModelPromoted",
     "ModelRegistered",
     "ModelRejected",
     "ModelTrained",
     "PredictionsCaptured",
     "RetrainRequested",
     "RuleResult",
+    "ServableVersion",
     "TrainingFailed",
     "VersionStatus",
 ]

@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from shared import topics
-from shared.events.envelope import ArtifactRef, DeploymentTarget, Event, LineageSummary, Name, Text
+from shared.events.envelope import (
+    ArtifactRef,
+    DeploymentTarget,
+    EnvironmentName,
+    Event,
+    LineageSummary,
+    Name,
+    Text,
+)
 
 VersionStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 
@@ -22,10 +30,8 @@ class ModelRegistered(Event):
     status: VersionStatus
 
 
-class ModelApproved(Event):
-    """A model version is approved for serving."""
-
-    topic = topics.MODEL_APPROVED
+class ServableVersion(Event):
+    """What a deploy service needs to serve a version: the base of the events that send one to it."""
 
     version: int = Field(ge=1)
     run_id: Name
@@ -33,7 +39,28 @@ class ModelApproved(Event):
     metrics: dict[Name, float]
     lineage: LineageSummary
     deployment: DeploymentTarget
+
+
+class ModelApproved(ServableVersion):
+    """A model version is approved for serving in its pipeline's first environment."""
+
+    topic = topics.MODEL_APPROVED
+
     approved_by: Name
+    comment: Text = ""
+    environment: EnvironmentName = Field(
+        default="production", description="The first environment of the pipeline's spec."
+    )
+
+
+class ModelPromoted(ServableVersion):
+    """An approved version may now serve in the next environment of its pipeline."""
+
+    topic = topics.MODEL_PROMOTED
+
+    environment: EnvironmentName = Field(description="Where the version goes now.")
+    from_environment: EnvironmentName = Field(description="Where it served before.")
+    promoted_by: Name
     comment: Text = ""
 
 

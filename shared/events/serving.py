@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from shared import topics
-from shared.events.envelope import Event, Frozen, Name, Text, Uri
+from shared.events.envelope import EnvironmentName, Event, Frozen, Name, Text, Uri
 
 FeatureValue = float | int | str | bool | None
 
@@ -38,6 +38,9 @@ class BatchPredictionRequested(Event):
 
     input_uri: Uri
     version: int | None = Field(default=None, ge=1, description="None: the version now serving.")
+    environment: EnvironmentName = Field(
+        default="production", description="The deploy service (CONVEYOR_ENVIRONMENT) that scores it."
+    )
 
 
 class BatchPredictionCompleted(Event):

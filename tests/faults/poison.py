@@ -25,10 +25,12 @@ from shared.events import (
     ModelApproved,
     ModelDeployed,
     ModelEvaluated,
+    ModelPromoted,
     ModelRegistered,
     ModelTrained,
     PredictionsCaptured,
     RetrainRequested,
+    ServableVersion,
 )
 from tests.faults.burst import DRIFT_WINDOW, feature_row
 
@@ -102,6 +104,7 @@ def consumed_by_service() -> dict[str, list[type[Event]]]:
             deployer=None,
             batches=None,
             drift=None,  # type: ignore[arg-type]
+            environment="production",
         ),
     }
     consumed = {}
@@ -144,6 +147,8 @@ def follow_up(event_type: type[Event], chain: dict[type[Event], Event], *, envir
         ModelTrained: lambda: FollowUp(fresh(chain[ModelTrained]), ModelEvaluated),
         ModelEvaluated: lambda: FollowUp(fresh(chain[ModelEvaluated]), ModelRegistered),
         ModelApproved: lambda: FollowUp(fresh(chain[ModelApproved]), ModelDeployed),
+        # The served version promoted (again) to the environment it serves in: it answers as deployed.
+        ModelPromoted: lambda: FollowUp(promoted(chain[ModelApproved], start), ModelDeployed),
         # The registry answers a deployment with no event: a new environment shows in its history.
         ModelDeployed: lambda: FollowUp(fresh(deployed, environment=environment), None),
         BatchPredictionRequested: lambda: FollowUp(
@@ -156,6 +161,19 @@ def follow_up(event_type: type[Event], chain: dict[type[Event], Event], *, envir
     }
     assert event_type in builders, f"no valid follow-up for {event_type.__name__}: add one to poison.py"
     return builders[event_type]()
+
+
+def promoted(approved: Event, start: dict[str, Any]) -> ModelPromoted:
+    """A promotion of the approved version to production, the environment the suite's deploy serves."""
+    assert isinstance(approved, ModelApproved)
+    servable = {
+        name: getattr(approved, name)
+        for name in ServableVersion.model_fields
+        if name not in Event.model_fields
+    }
+    return ModelPromoted.first(
+        **start, **servable, environment="production", from_environment="staging", promoted_by="faults"
+    )
 
 
 def _captures() -> list[CapturedPrediction]:

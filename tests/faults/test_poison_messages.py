@@ -28,7 +28,7 @@ CONSUMED = consumed_by_service()
 
 def test_every_service_consumes_something() -> None:
     assert all(CONSUMED.values()), CONSUMED
-    assert len({t for types in CONSUMED.values() for t in types}) == 9, CONSUMED
+    assert len({t for types in CONSUMED.values() for t in types}) == 10, CONSUMED
 
 
 async def test_poison_is_dead_lettered_and_the_next_valid_event_is_processed(

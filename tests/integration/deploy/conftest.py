@@ -13,10 +13,10 @@ from minio import Minio
 from services.deploy.app import CONSUMED, PRODUCED
 from services.deploy.settings import DeploySettings
 from shared import topics
+from shared.clients.events import EventWatcher
 from shared.messaging import ensure_topics
 from shared.settings import Settings
 from shared.storage import ArtifactStore, minio_client
-from tests.integration.deploy.fixtures import EventCollector
 from tests.integration.deploy.service_process import DeployProcess, cleanup, wait_gone
 from tests.integration.kafka_tools import start_group_at_end
 from tests.integration.processes import free_port, free_port_range
@@ -69,7 +69,7 @@ class DeployStack:
 
     settings: DeploySettings
     service: DeployProcess
-    collector: EventCollector
+    collector: EventWatcher
     store: ArtifactStore
 
 
@@ -83,7 +83,7 @@ async def deploy_stack(
     await start_group_at_end(
         deploy_settings, group_id=f"{deploy_settings.consumer_group_prefix}-deploy", topics=list(CONSUMED)
     )
-    collector = EventCollector(deploy_settings, watched)
+    collector = EventWatcher(deploy_settings, watched)
     await collector.start()
     service = DeployProcess(deploy_settings)
     await service.start()

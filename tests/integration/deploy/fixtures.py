@@ -1,19 +1,16 @@
 """Builders for the deploy tests: a real fitted model with its lineage, profile and spec in MinIO,
-the approval that names them, and a collector of what the deploy service publishes."""
+and the approval that names them."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
@@ -22,7 +19,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shared.events import (
-    EVENT_BY_TOPIC,
     ArtifactRef,
     DeploymentTarget,
     Event,
@@ -33,14 +29,11 @@ from shared.messaging.publisher import encode
 from shared.model_format import dump_model
 from shared.pipeline_spec import PipelineSpec
 from shared.profile import profile_frame
-from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
 from shared.uris import ObjectLocation
-from tests.integration.kafka_tools import partitions_of
 
 TARGET = "target"
-E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
@@ -210,68 +203,3 @@ def model_artifact(model: Pipeline) -> bytes:
 async def publish(producer: AIOKafkaProducer, event: Event) -> None:
     """Publish an event as the platform does: JSON, keyed by pipeline."""
     await producer.send_and_wait(event.topic, encode(event), key=event.key)
-
-
-class EventCollector:
-    """Reads what lands on some topics from the moment it starts, and waits for events there."""
-
-    def __init__(self, settings: Settings, topics: list[str]) -> None:
-        self._settings = settings
-        self._topics = topics
-        self.events: list[Event] = []
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Position at the end of every partition, then collect in the background."""
-        partitions = await partitions_of(self._settings, self._topics)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap_servers, enable_auto_commit=False
-        )
-        await consumer.start()
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for partition in partitions:
-            await consumer.position(partition)
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._collect())
-
-    async def stop(self) -> None:
-        """Stop collecting."""
-        if self._task is not None:
-            self._task.cancel()
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    def of(self, kind: type[E], *, pipeline: str, where: Callable[[E], bool] = lambda _: True) -> list[E]:
-        """Collected events of one kind and pipeline that satisfy ``where``."""
-        return [e for e in self.events if isinstance(e, kind) and e.pipeline == pipeline and where(e)]
-
-    async def wait_for(
-        self,
-        kind: type[E],
-        *,
-        pipeline: str,
-        where: Callable[[E], bool] = lambda _: True,
-        count: int = 1,
-        timeout: float = 60.0,
-    ) -> list[E]:
-        """Wait until ``count`` matching events have arrived; return them."""
-        deadline = time.monotonic() + timeout
-        while len(found := self.of(kind, pipeline=pipeline, where=where)) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {count} {kind.__name__}: {found}"
-                )
-            await asyncio.sleep(0.05)
-        return found
-
-    async def _collect(self) -> None:
-        assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    event_type = EVENT_BY_TOPIC.get(record.topic)
-                    if event_type is not None and record.value is not None:
-                        self.events.append(event_type.model_validate_json(record.value))

@@ -168,8 +168,10 @@ async def test_the_service_scores_files_and_says_why_it_cannot(
     for request in [*requests.values(), requests["good.parquet"]]:  # the good one twice: a redelivery
         await publish(kafka_producer, request)
 
-    done = await deploy_stack.collector.wait_for(BatchPredictionCompleted, pipeline=name, count=2, timeout=90)
-    failed = await deploy_stack.collector.wait_for(
+    done = await deploy_stack.collector.wait_until(
+        BatchPredictionCompleted, pipeline=name, count=2, timeout=90
+    )
+    failed = await deploy_stack.collector.wait_until(
         BatchPredictionFailed, pipeline=name, count=len(requests) - 1, timeout=90
     )
     assert {event.causation_id for event in done} == {requests["good.parquet"].event_id}

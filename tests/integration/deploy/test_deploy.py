@@ -87,7 +87,7 @@ async def live(deploy_stack: DeployStack, kafka_producer: AIOKafkaProducer) -> L
     event = approval(published, version=1)
     started = time.monotonic()
     await publish(kafka_producer, event)
-    deployed = await deploy_stack.collector.wait_for(ModelDeployed, pipeline=name, timeout=120)
+    deployed = await deploy_stack.collector.wait_until(ModelDeployed, pipeline=name, timeout=120)
     live = Live(name, data, {1: model}, {1: event}, endpoint=deployed[0].endpoint_url)
     live.figures["first_deploy_s"] = round(time.monotonic() - started, 1)
     return live
@@ -103,7 +103,7 @@ def _store(stack: DeployStack, name: str, data: Dataset, artifact: bytes, *, ver
 
 async def test_approved_version_answers_like_the_model(live: Live, deploy_stack: DeployStack) -> None:
     deployed = deploy_stack.collector.of(ModelDeployed, pipeline=live.pipeline)[0]
-    assert (deployed.version, deployed.environment) == (1, "local")
+    assert (deployed.version, deployed.environment) == (1, "production")
     assert deployed.causation_id == live.approvals[1].event_id
     data = live.data
     with PredictionClient(live.endpoint) as client:
@@ -144,7 +144,7 @@ async def test_a_redelivered_approval_restarts_nothing(
 ) -> None:
     servers_before = deploy_stack.service.recorded()
     await publish(kafka_producer, live.approvals[1])  # the very same event again
-    deployed = await deploy_stack.collector.wait_for(
+    deployed = await deploy_stack.collector.wait_until(
         ModelDeployed, pipeline=live.pipeline, where=lambda e: e.version == 1, count=2
     )
     assert deployed[0].event_id == deployed[1].event_id
@@ -162,7 +162,7 @@ async def test_a_tampered_artifact_fails_and_the_old_version_keeps_serving(
         location.bucket, location.key, io.BytesIO(tampered), len(tampered)
     )
     await publish(kafka_producer, approval(published, version=2))
-    failed = await deploy_stack.collector.wait_for(
+    failed = await deploy_stack.collector.wait_until(
         DeploymentFailed, pipeline=live.pipeline, where=_version(2)
     )
     assert "IntegrityError" in failed[0].reason and "modified" in failed[0].reason
@@ -186,7 +186,7 @@ async def test_a_pickle_is_never_loaded_nor_accepted(
     payload = pickle.dumps(_Exploit(sentinel))
     published = _store(deploy_stack, live.pipeline, live.data, payload, version=3)  # its digest matches
     await publish(kafka_producer, approval(published, version=3))
-    failed = await deploy_stack.collector.wait_for(
+    failed = await deploy_stack.collector.wait_until(
         DeploymentFailed, pipeline=live.pipeline, where=_version(3)
     )
     assert "UntrustedModelError" in failed[0].reason
@@ -261,7 +261,7 @@ async def test_a_new_version_rolls_out_under_load_and_rolls_back(
     stream.start()
     await _until(lambda: len(stream.flat) >= 20, timeout=30, what="the stream to start")
     await publish(kafka_producer, live.approvals[4])
-    await deploy_stack.collector.wait_for(
+    await deploy_stack.collector.wait_until(
         ModelDeployed, pipeline=live.pipeline, where=_version(4), timeout=120
     )
     await _until(lambda: stream.count(4) >= 100, timeout=30, what="answers from version 4")
@@ -288,7 +288,7 @@ async def test_a_new_version_rolls_out_under_load_and_rolls_back(
     mine = next(d for d in listed if d["pipeline"] == live.pipeline)
     assert (mine["active_version"], mine["serving_version"], mine["previous_version"]) == (1, 1, None)
     assert mine["versions"] == [1, 4] and mine["endpoint_url"] == live.endpoint
-    rolled_back = await deploy_stack.collector.wait_for(
+    rolled_back = await deploy_stack.collector.wait_until(
         ModelDeployed, pipeline=live.pipeline, where=lambda e: e.version == 1, count=3
     )
     assert rolled_back[-1].causation_id == live.approvals[1].event_id
@@ -310,7 +310,7 @@ async def test_batch_predictions_match_the_endpoint(
     pinned = _request(live, parquet.uri, version=4)
     for request in (serving, pinned):
         await publish(kafka_producer, request)
-    done = await deploy_stack.collector.wait_for(
+    done = await deploy_stack.collector.wait_until(
         BatchPredictionCompleted, pipeline=live.pipeline, count=2, timeout=90
     )
     by_cause = {event.causation_id: event for event in done}
@@ -344,7 +344,7 @@ async def test_batch_inputs_outside_the_buckets_are_refused(
     requests = {uri: _request(live, uri) for uri in bad}
     for request in requests.values():
         await publish(kafka_producer, request)
-    failed = await deploy_stack.collector.wait_for(
+    failed = await deploy_stack.collector.wait_until(
         BatchPredictionFailed, pipeline=live.pipeline, count=len(bad), timeout=60
     )
     reasons = {event.input_uri: event.reason for event in failed}
@@ -442,14 +442,14 @@ async def _send(live: Live, rows: list[dict[str, Any]]) -> None:
 
 async def test_drift_is_detected_and_retraining_requested_once(live: Live, deploy_stack: DeployStack) -> None:
     collector = deploy_stack.collector
-    await collector.wait_for(PredictionsCaptured, pipeline=live.pipeline)
-    checked_before = await collector.wait_for(DriftChecked, pipeline=live.pipeline, count=3)
+    await collector.wait_until(PredictionsCaptured, pipeline=live.pipeline)
+    checked_before = await collector.wait_until(DriftChecked, pipeline=live.pipeline, count=3)
     assert collector.of(DriftDetected, pipeline=live.pipeline) == []  # the traffic so far was no drift
     assert all(max(c.psi.values()) < DRIFT_THRESHOLD for c in checked_before)
 
     await _send(live, _shifted_rows(live.data, windows=4))
     every_feature = len(live.data.features)
-    detected = await collector.wait_for(  # three windows hold shifted rows only
+    detected = await collector.wait_until(  # three windows hold shifted rows only
         DriftDetected,
         pipeline=live.pipeline,
         where=lambda d: len(d.drifted_features) == every_feature,
@@ -497,7 +497,7 @@ async def test_a_killed_service_leaves_no_orphans_and_comes_back(
 
     detected_before = len(collector.of(DriftDetected, pipeline=live.pipeline))
     await _send(live, _shifted_rows(live.data, windows=2))
-    await collector.wait_for(DriftDetected, pipeline=live.pipeline, count=detected_before + 2, timeout=60)
+    await collector.wait_until(DriftDetected, pipeline=live.pipeline, count=detected_before + 2, timeout=60)
     assert len(collector.of(RetrainRequested, pipeline=live.pipeline)) == 1  # the cooldown survived
     print(f"\nfigures: {live.figures}")
 

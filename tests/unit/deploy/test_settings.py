@@ -23,7 +23,7 @@ def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch, tmp_path:
         monkeypatch.delenv(name)  # the defaults, whatever the shell running the tests exports
     monkeypatch.setenv("CONVEYOR_STATE_DIR", str(tmp_path))
     settings = DeploySettings()
-    assert (settings.deploy_port, settings.environment, settings.serving_workers) == (8100, "local", 1)
+    assert (settings.deploy_port, settings.environment, settings.serving_workers) == (8100, "production", 1)
     assert settings.deploy_base_url == "http://127.0.0.1:8100"
     assert settings.serving_ports == range(8200, 8300)
     assert settings.bentoml_home == tmp_path / "bentoml"

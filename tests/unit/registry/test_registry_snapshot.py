@@ -12,8 +12,8 @@ from services.registry.snapshot import FORMAT, GroupSnapshot, SnapshotMismatchEr
 from shared.storage import sha256_hex
 from tests.unit.registry.entries import history
 
-# The shape of what a snapshot of format 1 holds (its JSON schema without titles and descriptions).
-SHAPE_OF_FORMAT_1 = "94f49ccf06b6d85a8c0775d97b8d8c6086f5cec4c964baed890b495549e2f0d7"
+# The shape of what a snapshot of format 2 holds (its JSON schema without titles and descriptions).
+SHAPE_OF_FORMAT_2 = "f90b1dac76238e3720d3756de9d38a74112c9bc88c187f9a8300cc362c39ca4f"
 
 
 def folded(pipeline: str, versions: int) -> ModelGroup:
@@ -51,7 +51,7 @@ def test_a_snapshot_is_refused_for_another_group_or_entry_or_format() -> None:
     with pytest.raises(SnapshotMismatchError):
         decode(json.dumps(relabelled).encode(), pipeline="churn", sequence=group.entries - 1)
 
-    later_format = {**json.loads(body), "format": 2}
+    later_format = {**json.loads(body), "format": FORMAT + 1}
     with pytest.raises(ValidationError):
         decode(json.dumps(later_format).encode(), pipeline="churn", sequence=group.entries)
     with pytest.raises(ValidationError):
@@ -69,7 +69,7 @@ def _shape(schema: object) -> object:
 
 def test_the_snapshot_format_is_raised_when_what_it_holds_changes_shape() -> None:
     shape = json.dumps(_shape(GroupSnapshot.model_json_schema()), sort_keys=True).encode()
-    assert (FORMAT, sha256_hex(shape)) == (1, SHAPE_OF_FORMAT_1), (
+    assert (FORMAT, sha256_hex(shape)) == (2, SHAPE_OF_FORMAT_2), (
         "ModelGroup (or an entry it holds) changed shape: snapshots written before would be read "
         "wrongly. Raise services.registry.snapshot.FORMAT, then pin the new shape here."
     )

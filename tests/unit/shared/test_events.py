@@ -68,6 +68,8 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "approved_by": "auto",
     "comment": "",
     "rejected_by": "alice",
+    "promoted_by": "pat",
+    "from_environment": "staging",
     "endpoint_url": "http://127.0.0.1:3000",
     "environment": "local",
     "input_uri": "s3://conveyor-landing/churn/score.parquet",
@@ -94,7 +96,7 @@ def sample(event_type: type[Event]) -> Event:
     """A valid instance of ``event_type`` built from SAMPLE_FIELDS."""
     names = set(event_type.model_fields) - set(Event.model_fields)
     fields = {name: SAMPLE_FIELDS[name] for name in names}
-    if event_type.__name__ == "ModelApproved":
+    if event_type.__name__ in ("ModelApproved", "ModelPromoted"):
         fields["lineage"] = LineageSummary(
             run_id="run-1",
             dataset_version=DIGEST,
