@@ -190,7 +190,7 @@ A Conveyor pipeline project ({template}): {about}.
 |------|------------|
 | `{spec}` | the pipeline spec: target, features and derived columns, estimator, quality gates, deployment |
 | `{data}` | sample data, {rows} rows (from scikit-learn's bundled data sets) |
-| `{workflow}` | GitHub Actions: checks the spec on pull requests, applies it and publishes the data on merge |
+| `{workflow}` | GitHub Actions: checks the spec on pull requests; applies it, publishes the data on merge |
 
 ## Run it against a local Conveyor
 
