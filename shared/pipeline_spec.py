@@ -30,15 +30,13 @@ from shared.features.spec import (
     FeatureSpec,
     Preprocessing,
     derived_problems,
-    is_numeric_column,
     log_problems,
 )
+from shared.features.spec import is_numeric_column as is_numeric_column  # its importers predate the split
 from shared.features.spec import resolve_features as _resolve_features
 
 if TYPE_CHECKING:
     from shared.profile import DataProfile
-
-__all__ = ["FeatureSet", "FeatureSpec", "Preprocessing", "is_numeric_column", "resolve_features"]
 
 Task = Literal["classification", "regression"]
 ParamValue = str | int | float | bool | None
