@@ -104,8 +104,10 @@ def parse(text: str, columns: Mapping[str, Kind]) -> Node:
         # Python gives no offset when the text ends too early: the problem is at its end.
         column = error.offset or len(text.splitlines()[min(line, len(text.splitlines())) - 1]) + 1
         raise ExpressionError(f"syntax error: {error.msg}", line=line, column=column) from None
-    except (RecursionError, MemoryError, ValueError):
+    except (RecursionError, MemoryError):
         raise ExpressionError("the expression is too deeply nested or too large") from None
+    except ValueError as error:  # a NUL byte, say
+        raise ExpressionError(f"the expression cannot be parsed: {error}") from None
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_NODES:
         raise ExpressionError(f"the expression has {nodes} parts, more than {MAX_NODES}")

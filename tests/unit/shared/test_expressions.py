@@ -166,6 +166,7 @@ def test_positions_count_characters_not_bytes() -> None:
         ("+".join(["x"] * 200), "parts, more than"),
         ("abs(" * 40 + "x" + ")" * 40, "nested more than"),
         ("b'x'", "a bytes constant is not allowed"),
+        ("x\x00", "null bytes"),
     ],
 )
 def test_hostile_text_is_refused_before_anything_runs(text: str, message: str) -> None:
