@@ -8,11 +8,11 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas
 
+# One progress line; pip's own output goes to $(VENV)/install.log, named if the step fails.
 $(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(INSTALLED)
+	@$(PYTHON) infra/steps.py "Python environment" --log $(VENV)/install.log -- sh -c \
+		'$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e ".[dev]"'
+	@touch $(INSTALLED)
 
 install: $(INSTALLED) ## Python environment with the project and its dev tools
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra import process
+from infra import process, steps
 from shared.settings import Settings
 
 HERE = Path(__file__).parent / "kafka"
@@ -44,7 +44,9 @@ def ensure_libs(settings: Settings) -> Path:
         maven = ["mvn", "-B", "--no-transfer-progress", "-Dstyle.color=never", "-f", str(POM)]
         goal = ["dependency:copy-dependencies", f"-DoutputDirectory={libs}", "-DincludeScope=runtime"]
         process.run_build(
-            [*maven, *goal], what=f"Fetching Kafka {kafka_version()} jars into {libs} (first run only)"
+            [*maven, *goal],
+            what=f"Kafka {kafka_version()} jars (first run only)",
+            log=settings.state_dir / "logs" / "kafka-jars.log",
         )
         complete.write_text(kafka_version() + "\n")
     return libs
@@ -136,12 +138,12 @@ def _prepare(settings: Settings) -> None:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(server_properties(settings))
     if not (_data_dir(settings) / "meta.properties").exists():
-        _format_storage(libs, config)
+        with steps.step("Kafka storage (new log directory)"):
+            _format_storage(libs, config)
 
 
 def _format_storage(libs: Path, config: Path) -> None:
     """Give a fresh log directory its cluster id; KRaft refuses to start on an unformatted one."""
-    print(f"kafka: formatting a new log directory for {config}")
     storage_tool = ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool"]
     cluster_id = _run_tool([*storage_tool, "random-uuid"]).strip()
     _run_tool([*storage_tool, "format", "-t", cluster_id, "-c", str(config)])

@@ -28,7 +28,8 @@ def ensure_binary(settings: Settings) -> Path:
         process.run_build(
             ["go", "install", "-v", f"{MODULE}@{VERSION}"],
             env={"GOBIN": str(binary.parent)},
-            what=f"Building MinIO {VERSION} into {binary.parent} (first run only, a few minutes)",
+            what="MinIO build (first run only, a few minutes)",
+            log=settings.state_dir / "logs" / "minio-build.log",
         )
     return binary
 

@@ -5,21 +5,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra import steps
+
 STOP_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.25
-# Build tools colour their output even into a pipe; the codes would clutter logs and errors.
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 # Children spawned by this interpreter: polling them reaps their exit status (a dead child stays a
 # zombie, which still answers kill(pid, 0)), and holding them stops Popen warning at garbage collection.
@@ -107,10 +105,11 @@ def running_pid(server: Server) -> int | None:
 def start(server: Server, *, timeout: float) -> int:
     """Start the server unless it already runs, wait until it is ready, and return its pid."""
     with _lock(server):
+        title = f"{server.name} on {server.address}"
         pid = running_pid(server)
         if pid is not None:
             _await_ready(server, pid, timeout=timeout)
-            print(f"{server.name}: already running (pid {pid}) on {server.address}")
+            steps.done(title, f"already running (pid {pid})")
             return pid
         for host, port in server.ports:
             if port_open(host, port):
@@ -118,17 +117,15 @@ def start(server: Server, *, timeout: float) -> int:
                     f"{server.name}: port {host}:{port} is already in use by another process; "
                     "stop it or choose other ports (CONVEYOR_* settings)"
                 )
-        server.prepare()
-        pid = _spawn(server)
-        print(f"{server.name}: started (pid {pid}), waiting until {server.address} answers")
-        started = time.monotonic()
-        try:
-            _await_ready(server, pid, timeout=timeout)
-        except InfraError:
-            if running_pid(server) is not None:  # alive but silent: do not leave it half-started
-                _terminate(server)
-            raise
-        print(f"{server.name}: ready in {time.monotonic() - started:.1f}s")
+        server.prepare()  # its own steps (a build, a download) print their own lines
+        with steps.step(title):
+            pid = _spawn(server)
+            try:
+                _await_ready(server, pid, timeout=timeout)
+            except InfraError:
+                if running_pid(server) is not None:  # alive but silent: do not leave it half-started
+                    _terminate(server, quiet=True)
+                raise
         return pid
 
 
@@ -146,29 +143,13 @@ def require(tool: str) -> str:
     return path
 
 
-def run_build(argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None) -> None:
-    """Run a build step, echoing its output to stderr as it comes; fail with its last lines."""
+def run_build(argv: Sequence[str], *, what: str, log: Path, env: Mapping[str, str] | None = None) -> None:
+    """Run a build step as one progress line, its whole output in ``log``; fail naming the log."""
     require(argv[0])
-    print(f"{what}: {' '.join(argv)}", file=sys.stderr)
-    started = time.monotonic()
-    lines: list[str] = []
-    with subprocess.Popen(
-        argv,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            if line := _ANSI_ESCAPE.sub("", raw).rstrip():
-                lines.append(line)
-                print(f"  | {line}", file=sys.stderr, flush=True)
-    if proc.returncode != 0:
-        tail = "\n".join(lines[-30:])
-        raise InfraError(f"{what} failed (exit {proc.returncode}):\n{tail}")
-    print(f"{what}: done in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    try:
+        steps.run_logged(argv, title=what, log=log, env=env)
+    except steps.StepError as error:
+        raise InfraError(str(error)) from None
 
 
 def log_tail(paths: Sequence[Path], *, lines: int = 40) -> str:
@@ -205,7 +186,7 @@ def _spawn(server: Server) -> int:
     return proc.pid
 
 
-def _terminate(server: Server, *, timeout: float = STOP_TIMEOUT_S) -> bool:
+def _terminate(server: Server, *, timeout: float = STOP_TIMEOUT_S, quiet: bool = False) -> bool:
     """Signal the recorded pid and wait for it to exit; the caller holds the lock."""
     pid = running_pid(server)
     if pid is None:
@@ -219,7 +200,8 @@ def _terminate(server: Server, *, timeout: float = STOP_TIMEOUT_S) -> bool:
         wait_until(lambda: not pid_alive(pid), timeout=timeout)
     _children.pop(pid, None)
     server.pidfile.unlink(missing_ok=True)
-    print(f"{server.name}: stopped (pid {pid})")
+    if not quiet:  # inside a start's progress line, the failure is what gets reported
+        print(f"{server.name}: stopped (pid {pid})")
     return True
 
 

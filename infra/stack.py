@@ -34,7 +34,7 @@ def servers(settings: Settings) -> list[process.Server]:
 def up(settings: Settings, *, timeout: float = 120.0) -> None:
     """Start every server that is not running and wait until each answers."""
     if _docker_requested(settings):
-        _compose("up", "--detach", *DOCKER_SERVICES)
+        _compose(settings, "up", "--detach", *DOCKER_SERVICES)
         for server in servers(settings):
             if not process.wait_until(server.ready, timeout=timeout):
                 raise process.InfraError(f"{server.name} (docker) not ready within {timeout:.0f}s")
@@ -46,7 +46,7 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
 def down(settings: Settings) -> None:
     """Stop every server this state directory records, keeping their data."""
     if _docker_requested(settings):
-        _compose("stop", *DOCKER_SERVICES)
+        _compose(settings, "stop", *DOCKER_SERVICES)
         return
     for server in reversed(servers(settings)):
         process.stop(server)
@@ -76,8 +76,12 @@ def _docker_requested(settings: Settings) -> bool:
     return info.returncode == 0
 
 
-def _compose(*args: str) -> None:
+def _compose(settings: Settings, *args: str) -> None:
     """Run `docker compose` on the repository's docker-compose.yml (fixed default ports)."""
     if not COMPOSE_FILE.is_file():
         raise process.InfraError(f"CONVEYOR_USE_DOCKER=1 needs {COMPOSE_FILE}, which is missing")
-    process.run_build(["docker", "compose", "-f", str(COMPOSE_FILE), *args], what=f"docker compose {args[0]}")
+    process.run_build(
+        ["docker", "compose", "-f", str(COMPOSE_FILE), *args],
+        what=f"docker compose {args[0]}",
+        log=settings.state_dir / "logs" / "docker-compose.log",
+    )

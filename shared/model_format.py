@@ -25,6 +25,9 @@ TRUSTED_TYPES = frozenset(
         "sklearn.metrics._dist_metrics.EuclideanDistance64",
         # Our own preprocessing step (one category for 1, 1.0 and "1"), importable wherever Conveyor is.
         "services.train.fitting.as_categories_frame",
+        # Declared feature engineering (derived columns, log transform): plain parameters, our code.
+        "shared.features.transformers.DerivedColumns",
+        "shared.features.transformers.LogTransform",
     }
 )
 

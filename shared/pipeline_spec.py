@@ -12,13 +12,12 @@ import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 import yaml
 from pydantic import (
     Field,
-    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,12 +25,21 @@ from pydantic import (
 
 from shared.environments import EnvironmentSpec, environment_problems, fill_environments
 from shared.events.envelope import DeploymentTarget, Frozen, PipelineName
+from shared.features.spec import (
+    ColumnName,
+    FeatureSet,
+    FeatureSpec,
+    Preprocessing,
+    derived_problems,
+    log_problems,
+)
+from shared.features.spec import is_numeric_column as is_numeric_column  # its importers predate the split
+from shared.features.spec import resolve_features as _resolve_features
 
 if TYPE_CHECKING:
     from shared.profile import DataProfile
 
 Task = Literal["classification", "regression"]
-ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ParamValue = str | int | float | bool | None
 
 METRICS_BY_TASK: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -104,41 +112,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid pipeline spec:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-class FeatureSpec(Frozen):
-    """Declared feature columns; a list left out (None) is inferred from the first dataset."""
-
-    numeric: tuple[ColumnName, ...] | None = None
-    categorical: tuple[ColumnName, ...] | None = None
-    exclude: tuple[ColumnName, ...] = Field(
-        default=(), description="Columns never used as features (ids, timestamps, free text)."
-    )
-
-
-class NumericPreprocessing(Frozen):
-    """How numeric features are imputed and scaled."""
-
-    imputer: Literal["mean", "median", "most_frequent"] = "median"
-    scale: bool = True
-
-
-class CategoricalPreprocessing(Frozen):
-    """How categorical features are imputed and one-hot encoded (unknown categories ignored)."""
-
-    imputer: Literal["most_frequent", "constant"] = Field(
-        default="most_frequent", description="constant: missing becomes its own category."
-    )
-    max_categories: int | None = Field(
-        default=50, ge=2, description="Rarer categories are merged, so wide data stays bounded."
-    )
-
-
-class Preprocessing(Frozen):
-    """Feature preprocessing ahead of the estimator."""
-
-    numeric: NumericPreprocessing = NumericPreprocessing()
-    categorical: CategoricalPreprocessing = CategoricalPreprocessing()
 
 
 class SearchSpec(Frozen):
@@ -260,7 +233,13 @@ class PipelineSpec(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
-        problems = [*_metric_problems(self), *_column_problems(self), *_estimator_problems(self)]
+        problems = [
+            *_metric_problems(self),
+            *_column_problems(self),
+            *_estimator_problems(self),
+            *derived_problems(self.features, target=self.target, sensitive=self.sensitive_attribute),
+            *log_problems(self.features, self.preprocessing),
+        ]
         problems += environment_problems(self.environments, approval=self.approval)
         if problems:
             raise ValueError("\n".join(problems))
@@ -302,48 +281,12 @@ class PipelineSpec(Frozen):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-class FeatureSet(Frozen):
-    """The feature columns a model is trained on, resolved against a dataset."""
-
-    numeric: tuple[str, ...] = ()
-    categorical: tuple[str, ...] = ()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Every feature column, numeric first."""
-        return (*self.numeric, *self.categorical)
-
-
 def resolve_features(
     spec: PipelineSpec, frame: pd.DataFrame, *, previous: DataProfile | None = None
 ) -> FeatureSet:
-    """The features to use: declared lists first, then those of the previous profile, then inferred.
-
-    Inference keeps the pipeline's input schema stable: once a profile exists, columns that
-    appear later are not silently added to the model (ingest warns about them instead).
-    Inferred features never include the target, the sensitive attribute or excluded columns;
-    numeric dtypes (not booleans) become numeric features, everything else categorical.
-    """
-    declared = spec.features
-    taken = {spec.target, *declared.exclude, *(declared.numeric or ()), *(declared.categorical or ())}
-    if spec.sensitive_attribute is not None:
-        taken.add(spec.sensitive_attribute)
-    if previous is not None:
-        inferred_numeric = [c for c in previous.numeric if c not in taken]
-        inferred_categorical = [c for c in previous.categorical if c not in taken]
-    else:
-        candidates = [str(c) for c in frame.columns if str(c) not in taken]
-        inferred_numeric = [c for c in candidates if is_numeric_column(frame[c])]
-        inferred_categorical = [c for c in candidates if not is_numeric_column(frame[c])]
-    return FeatureSet(
-        numeric=tuple(declared.numeric if declared.numeric is not None else inferred_numeric),
-        categorical=tuple(declared.categorical if declared.categorical is not None else inferred_categorical),
-    )
-
-
-def is_numeric_column(values: pd.Series) -> bool:
-    """Whether a column holds numbers (booleans count as categories)."""
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    """The raw feature columns of ``spec`` for ``frame``: see ``shared.features.spec.resolve_features``."""
+    reserved = {spec.target} | ({spec.sensitive_attribute} if spec.sensitive_attribute else set())
+    return _resolve_features(spec.features, frame, reserved=reserved, previous=previous)
 
 
 def estimator_class(path: str) -> type:

@@ -15,8 +15,15 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    KBinsDiscretizer,
+    OneHotEncoder,
+    PolynomialFeatures,
+    StandardScaler,
+)
 
+from shared.features.transformers import DerivedColumns, LogTransform, derived_kinds
 from shared.pipeline_spec import (
     FeatureSet,
     ParamValue,
@@ -64,13 +71,32 @@ class FitResult:
 
 
 def build_pipeline(spec: PipelineSpec, *, numeric: Sequence[str], categorical: Sequence[str]) -> Pipeline:
-    """Preprocessing for the named features, then the spec's estimator with its fixed params."""
+    """Derived columns, preprocessing for the named features, then the spec's estimator.
+
+    ``numeric`` and ``categorical`` are the raw input columns (what a request carries); derived
+    columns are computed by the pipeline's first step, so serving computes them the same way.
+    """
     if not numeric and not categorical:
         raise ValueError("a model needs at least one feature")
     prep = spec.preprocessing
+    steps: list[tuple[str, Any]] = []
+    if spec.features.derived:
+        derived = tuple((d.name, d.expr) for d in spec.features.derived)
+        kinds = derived_kinds(derived, numeric=tuple(numeric), categorical=tuple(categorical))
+        steps.append(("derive", DerivedColumns(derived, tuple(numeric), tuple(categorical))))
+        numeric = [*numeric, *(name for name, kind in kinds.items() if kind == "number")]
+        categorical = [*categorical, *(name for name, kind in kinds.items() if kind == "text")]
+    if prep.numeric.log:
+        steps.append(("log", LogTransform(tuple(prep.numeric.log))))
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy=prep.numeric.imputer))]
     if prep.numeric.scale:
         numeric_steps.append(("scale", StandardScaler()))
+    if prep.numeric.polynomial_degree is not None:
+        numeric_steps.append(
+            ("polynomial", PolynomialFeatures(degree=prep.numeric.polynomial_degree, include_bias=False))
+        )
+    if prep.numeric.quantile_bins is not None:
+        numeric_steps.append(("bins", _quantile_bins(prep.numeric.quantile_bins, seed=spec.seed)))
     categorical_imputer = (
         SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)
         if prep.categorical.imputer == "constant"
@@ -96,7 +122,7 @@ def build_pipeline(spec: PipelineSpec, *, numeric: Sequence[str], categorical: S
         ],
         remainder="drop",
     )
-    return Pipeline([("preprocess", preprocess), (ESTIMATOR_STEP, _estimator(spec))])
+    return Pipeline([*steps, ("preprocess", preprocess), (ESTIMATOR_STEP, _estimator(spec))])
 
 
 def fit_with_search(
@@ -152,6 +178,18 @@ def fit_with_search(
 def as_categories_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Every column as category strings (missing stays NaN); module-level so models pickle."""
     return pd.DataFrame(frame).apply(as_categories)
+
+
+def _quantile_bins(n_bins: int, *, seed: int) -> KBinsDiscretizer:
+    # Quantile edges from all rows (no subsample), so the bins do not depend on sampling.
+    return KBinsDiscretizer(
+        n_bins=n_bins,
+        encode="onehot-dense",
+        strategy="quantile",
+        quantile_method="averaged_inverted_cdf",
+        subsample=None,
+        random_state=seed,
+    )
 
 
 def _estimator(spec: PipelineSpec) -> Any:

@@ -10,6 +10,7 @@ from shared.cli.demo import demo
 from shared.cli.dlq import dlq
 from shared.cli.docs import docs
 from shared.cli.events import events
+from shared.cli.init import init
 from shared.cli.models import models
 from shared.cli.pipeline import pipeline
 from shared.cli.serving import batch, deployments, predict
@@ -27,6 +28,7 @@ def cli(ctx: click.Context, json_output: bool) -> None:
 
 for group in (up, down, status, demo, pipeline, data, models, predict, batch, deployments, events, docs, dlq):
     cli.add_command(group)
+cli.add_command(init)
 
 
 def main() -> None:

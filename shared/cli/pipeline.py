@@ -1,4 +1,4 @@
-"""``conveyor pipeline``: apply, list and show pipeline specs."""
+"""``conveyor pipeline``: check, apply, list and show pipeline specs."""
 
 from __future__ import annotations
 
@@ -22,14 +22,7 @@ def pipeline() -> None:
 @pass_cli
 def apply(cli: CliContext, spec_file: Path) -> None:
     """Validate SPEC_FILE (YAML) and store it as the pipeline's current spec."""
-    if not spec_file.is_file():
-        raise UserError(f"{spec_file}: no such file")
-    try:
-        spec = PipelineSpec.from_yaml(spec_file.read_text())
-    except SpecError as error:
-        raise UserError(
-            f"{spec_file} is not a valid pipeline spec:\n  " + "\n  ".join(error.problems)
-        ) from None
+    spec = _read_spec(spec_file)
     applied = cli.specs.apply(spec)
     if cli.json_output:
         print_json(
@@ -38,6 +31,29 @@ def apply(cli: CliContext, spec_file: Path) -> None:
         return
     verb = "created" if applied.created else "unchanged (already stored)"
     console.print(f"pipeline [bold]{applied.name}[/]: spec {applied.version} {verb}")
+
+
+@pipeline.command()
+@click.argument("spec_file", type=click.Path(path_type=Path))
+@pass_cli
+def check(cli: CliContext, spec_file: Path) -> None:
+    """Validate SPEC_FILE (YAML) as apply would, without storing it (no server needed)."""
+    spec = _read_spec(spec_file)
+    if cli.json_output:
+        print_json({"name": spec.name, "version": spec.version, "valid": True})
+        return
+    console.print(f"{spec_file}: pipeline [bold]{spec.name}[/], spec {spec.version} is valid")
+
+
+def _read_spec(spec_file: Path) -> PipelineSpec:
+    if not spec_file.is_file():
+        raise UserError(f"{spec_file}: no such file")
+    try:
+        return PipelineSpec.from_yaml(spec_file.read_text())
+    except SpecError as error:
+        raise UserError(
+            f"{spec_file} is not a valid pipeline spec:\n  " + "\n  ".join(error.problems)
+        ) from None
 
 
 @pipeline.command("list")

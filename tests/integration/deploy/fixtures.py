@@ -107,9 +107,21 @@ class Published:
 
 
 def store_training_outputs(
-    store: ArtifactStore, *, bucket: str, spec: PipelineSpec, data: Dataset, artifact: bytes, version: int
+    store: ArtifactStore,
+    *,
+    bucket: str,
+    spec: PipelineSpec,
+    data: Dataset,
+    artifact: bytes,
+    version: int,
+    categorical: list[str] | None = None,
 ) -> Published:
-    """Store the spec, the dataset splits and profile, the model bytes and the lineage record."""
+    """Store the spec, the dataset splits and profile, the model bytes and the lineage record.
+
+    ``data.features`` are numeric unless named in ``categorical``.
+    """
+    categorical = categorical or []
+    numeric = [name for name in data.features if name not in categorical]
     SpecStore(store, bucket=bucket).apply(spec)
     prefix = f"test/{spec.name}"
     splits = {
@@ -122,12 +134,12 @@ def store_training_outputs(
             ("test", data.test),
         )
     }
-    profile = profile_frame(data.train, numeric=data.features, categorical=[])
+    profile = profile_frame(data.train, numeric=numeric, categorical=categorical)
     splits["profile"] = store.put_content_addressed(
         profile.to_json(), bucket=bucket, prefix=f"{prefix}/profile"
     )
     model = store.put(ObjectLocation(bucket, f"{prefix}/models/v{version}/model.skops"), artifact)
-    lineage = _lineage(spec, splits=splits, features=data.features, version=version)
+    lineage = _lineage(spec, splits=splits, numeric=numeric, categorical=categorical, version=version)
     lineage_ref = store.put(ObjectLocation(bucket, f"{prefix}/models/v{version}/lineage.json"), lineage)
     return Published(spec=spec, lineage_uri=lineage_ref.uri, model=model)
 
@@ -161,7 +173,12 @@ def _summary(published: Published, *, version: int) -> Any:
 
 
 def _lineage(
-    spec: PipelineSpec, *, splits: dict[str, ArtifactRef], features: list[str], version: int
+    spec: PipelineSpec,
+    *,
+    splits: dict[str, ArtifactRef],
+    numeric: list[str],
+    categorical: list[str],
+    version: int,
 ) -> bytes:
     now = datetime.now(UTC)
     record = LineageRecord(
@@ -180,7 +197,7 @@ def _lineage(
         cv_scores=[0.95],
         cv_score=0.95,
         seed=spec.seed,
-        features={"numeric": features, "categorical": []},
+        features={"numeric": numeric, "categorical": categorical},
         environment={"libraries": {"scikit-learn": "1.9.1"}},
         started_at=now,
         finished_at=now,

@@ -1,0 +1,1 @@
+"""Declared feature engineering: derived-column expressions and the transformers that apply them."""
