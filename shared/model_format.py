@@ -25,6 +25,7 @@ TRUSTED_TYPES = frozenset(
         "sklearn.metrics._dist_metrics.EuclideanDistance64",
         # Our own preprocessing step (one category for 1, 1.0 and "1"), importable wherever Conveyor is.
         "services.train.fitting.as_categories_frame",
+        "services.train.fitting.as_text_array",
     }
 )
 

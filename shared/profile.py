@@ -111,7 +111,13 @@ def as_numbers(values: pd.Series) -> pd.Series:
 
 def as_categories(values: pd.Series) -> pd.Series:
     """A column as category strings, so 1, 1.0 and "1" are one category; missing stays NaN."""
-    return values.astype(object).map(_category_key).astype(object)
+    if values.dtype == object:
+        # Python objects of mixed types: 1, 1.0 and True hash alike, so each is keyed on its own.
+        return values.astype(object).map(_category_key).astype(object)
+    # Typed columns are keyed once per distinct value, not once per row (millions of rows).
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    keys = np.array([*(_category_key(value) for value in uniques), math.nan], dtype=object)
+    return pd.Series(keys[codes], index=values.index, name=values.name, dtype=object)
 
 
 def population_stability_index(feature: FeatureProfile, values: pd.Series) -> float:

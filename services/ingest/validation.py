@@ -10,34 +10,24 @@ added columns do not become features once a profile exists (see ``resolve_featur
 
 from __future__ import annotations
 
-import io
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, BinaryIO, Literal
 
 import pandas as pd
-import pyarrow as pa
 
+from services.ingest.reading import DatasetReadError, decode
 from shared.events.envelope import RuleResult
 from shared.pipeline_spec import FeatureSet, PipelineSpec, is_numeric_column, resolve_features
 from shared.profile import DataProfile, as_categories, as_numbers, psi_by_feature
 
 
-class DatasetReadError(ValueError):
-    """The bytes are not a readable dataset with at least one data row."""
-
-
-def read_dataset(data: bytes, *, fmt: Literal["csv", "parquet"]) -> pd.DataFrame:
-    """Parse CSV or Parquet bytes into a frame, refusing empty and unparseable files."""
+def read_dataset(data: bytes | Callable[[], BinaryIO], *, fmt: Literal["csv", "parquet"]) -> pd.DataFrame:
+    """Parse CSV or Parquet (bytes, or a function opening a stream) into a frame; refuse empty files."""
     if fmt not in ("csv", "parquet"):
         raise DatasetReadError(f"unknown format {fmt!r}: csv or parquet")
-    if not data or data.isspace():
+    if isinstance(data, bytes) and (not data or data.isspace()):
         raise DatasetReadError("the file is empty")
-    try:
-        read = pd.read_csv if fmt == "csv" else pd.read_parquet
-        frame = read(io.BytesIO(data))
-    except pd.errors.EmptyDataError as error:
-        raise DatasetReadError(f"the {fmt} file has no columns: {str(error)[:500]}") from None
-    except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as error:
-        raise DatasetReadError(f"the {fmt} file cannot be parsed: {str(error)[:500]}") from None
+    frame = decode(data if callable(data) else lambda: data, fmt=fmt)
     if frame.empty:
         raise DatasetReadError(f"the {fmt} file has no data rows")
     return frame
