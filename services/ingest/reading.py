@@ -115,7 +115,9 @@ def _parquet_decoded_size(file: BinaryIO, *, size: int) -> float:
         metadata = pq.ParquetFile(file).metadata
     except (pa.ArrowException, OSError):
         return float(size)  # unreadable: decode() will say why
-    return float(sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)))
+    stored = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    # Dictionary and run-length encodings shrink repeated values below their decoded 8 bytes.
+    return float(max(stored, metadata.num_rows * metadata.num_columns * 8))
 
 
 def _file(source: Source) -> BinaryIO:
