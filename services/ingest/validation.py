@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, BinaryIO, Literal
 
+import numpy as np
 import pandas as pd
 
 from services.ingest.reading import DatasetReadError, decode
@@ -233,7 +234,7 @@ def check_duplicates(frame: pd.DataFrame, *, maximum: float) -> RuleResult:
 
 def _duplicated(frame: pd.DataFrame) -> pd.Series:
     """``frame.duplicated()``, with one 64-bit hash per row instead of a hash table per column."""
-    if (frame.dtypes == object).any():
+    if any(dtype == np.dtype(object) for dtype in frame.dtypes):
         # Python objects: 1 and 1.0 are equal but hash apart as text, so compare them exactly.
         return frame.duplicated()
     hashes = pd.Series(pd.util.hash_pandas_object(frame, index=False).to_numpy())
