@@ -191,7 +191,8 @@ async def run(context: BenchContext) -> Section:
         for rows in sizes:
             path = data_dir / f"churn-{rows}.csv"
             path.write_bytes(await asyncio.to_thread(synthetic_csv, rows, seed=rows))
-            head = pd.read_csv(path, nrows=100).dropna().drop(columns=["churn"]).iloc[0]  # JSON has no NaN
+            # A row as a client sends it: features only (the id is excluded by the spec), no NaN (JSON).
+            head = pd.read_csv(path, nrows=100).dropna().drop(columns=["churn", "customer_id"]).iloc[0]
             row = {k: (v.item() if hasattr(v, "item") else v) for k, v in head.items()}
             conveyor[rows] = await one_size(stack, rows=rows, path=path, row=row)
             spec = synthetic_spec("baseline")
