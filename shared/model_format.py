@@ -28,6 +28,7 @@ TRUSTED_TYPES = frozenset(
         # Declared feature engineering (derived columns, log transform): plain parameters, our code.
         "shared.features.transformers.DerivedColumns",
         "shared.features.transformers.LogTransform",
+        "services.train.fitting.as_text_array",
     }
 )
 

@@ -111,7 +111,13 @@ def as_numbers(values: pd.Series) -> pd.Series:
 
 def as_categories(values: pd.Series) -> pd.Series:
     """A column as category strings, so 1, 1.0 and "1" are one category; missing stays NaN."""
-    return values.astype(object).map(_category_key).astype(object)
+    if values.dtype == object:
+        # Python objects of mixed types: 1, 1.0 and True hash alike, so each is keyed on its own.
+        return values.astype(object).map(_category_key).astype(object)
+    # Typed columns are keyed once per distinct value, not once per row (millions of rows).
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    keys = np.array([*(_category_key(value) for value in uniques), math.nan], dtype=object)
+    return pd.Series(keys[codes], index=values.index, name=values.name, dtype=object)
 
 
 def population_stability_index(feature: FeatureProfile, values: pd.Series) -> float:
@@ -142,9 +148,13 @@ def _numeric_profile(values: pd.Series) -> FeatureProfile:
     missing = len(values) - len(numbers)
     if numbers.empty:
         return FeatureProfile(kind="numeric", count=0, missing=missing, bin_counts=[0])
-    array = numbers.to_numpy()
+    # Sorted once: the quantiles, the bin counts and the distinct count all read the sorted values.
+    array = np.sort(numbers.to_numpy())
     edges = np.unique(np.quantile(array, np.linspace(0, 1, BINS + 1)[1:-1]))
     std = float(array.std(ddof=1)) if len(array) > 1 else None
+    # Values in (edge[i-1], edge[i]]: the count of values <= each edge, differenced.
+    below = np.searchsorted(array, edges, side="right")
+    bin_counts = np.diff(np.concatenate(([0], below, [len(array)])))
     return FeatureProfile(
         kind="numeric",
         count=len(array),
@@ -155,8 +165,8 @@ def _numeric_profile(values: pd.Series) -> FeatureProfile:
         max=float(array.max()),
         quantiles={f"p{round(q * 100)}": float(np.quantile(array, q)) for q in QUANTILES},
         bin_edges=[float(edge) for edge in edges],
-        bin_counts=_bin_numbers(numbers, edges.tolist())[:-1],
-        distinct=int(numbers.nunique()),
+        bin_counts=[int(count) for count in bin_counts],
+        distinct=int(np.count_nonzero(np.diff(array))) + 1,
     )
 
 

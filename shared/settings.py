@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     # Recorded in every model's lineage: the image the training service runs in, when it is one.
     training_image: str | None = None
 
+    # Data scale (ingest, train)
+    # Ingest refuses (DatasetRejected, rule source.size) a file it would need more memory than this
+    # to decode and validate, rather than being killed for running out of it.
+    ingest_max_memory_mb: int = Field(default=8192, ge=16)
+    # Processes for train's search and cross-validation; 0 means one per core of the machine.
+    train_n_jobs: int = Field(default=0, ge=0)
+
     # Telemetry
     otlp_endpoint: str | None = None
     # Every finished span appended here as a JSON line (tests, or a look without a trace viewer).

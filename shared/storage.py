@@ -9,6 +9,7 @@ from typing import Any
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import REPLACE, CopySource
 from minio.error import S3Error
 from minio.helpers import DictType
 
@@ -133,6 +134,38 @@ class ArtifactStore:
         key = f"{prefix.rstrip('/')}/{sha256_hex(data)}{suffix}"
         return self.put(ObjectLocation(bucket, key), data, content_type=content_type)
 
+    def copy_content_addressed(
+        self,
+        source: ObjectLocation,
+        *,
+        sha256: str,
+        size: int,
+        etag: str | None,
+        bucket: str,
+        prefix: str,
+        suffix: str = "",
+    ) -> ArtifactRef:
+        """Server-side copy of ``source`` (whose digest the caller measured) to ``prefix/<sha256><suffix>``.
+
+        The bytes never travel through this process; ``etag`` pins the copy to the version that
+        was hashed, so an object replaced meanwhile fails the copy instead of storing other bytes.
+        """
+        location = ObjectLocation(bucket, f"{prefix.rstrip('/')}/{sha256}{suffix}")
+        recorded = self._recorded_digest(location)
+        if recorded is None:
+            self._client.copy_object(
+                location.bucket,
+                location.key,
+                CopySource(source.bucket, source.key, match_etag=etag),
+                metadata={DIGEST_METADATA: sha256},
+                metadata_directive=REPLACE,
+            )
+        elif recorded != sha256:
+            raise ObjectConflictError(
+                f"{location.uri} already holds other content (sha256 {recorded}); objects are immutable"
+            )
+        return ArtifactRef(uri=location.uri, sha256=sha256, size_bytes=size)
+
     def get(self, ref: ArtifactRef) -> bytes:
         """The bytes of ``ref``, verified against the digest recorded in the reference."""
         return self.get_verified(self.locate(ref.uri), expected_sha256=ref.sha256)
@@ -169,7 +202,7 @@ class ArtifactStore:
         def fetch(offset: int, length: int) -> bytes:
             return self._fetch(location, offset=offset, length=length, headers=pinned)
 
-        return ObjectReader(fetch, size=stat.size or 0)
+        return ObjectReader(fetch, size=stat.size or 0, etag=stat.etag)
 
     def exists(self, location: ObjectLocation) -> bool:
         """Whether an object is at ``location``."""
@@ -252,11 +285,17 @@ class ObjectReader(io.RawIOBase):
     readers that take many small reads (a CSV parser).
     """
 
-    def __init__(self, fetch: Callable[[int, int], bytes], *, size: int) -> None:
+    def __init__(self, fetch: Callable[[int, int], bytes], *, size: int, etag: str | None = None) -> None:
         super().__init__()
         self._fetch = fetch
         self._size = size
         self._position = 0
+        self.etag = etag
+
+    @property
+    def size(self) -> int:
+        """The object's length in bytes."""
+        return self._size
 
     def readable(self) -> bool:
         return True

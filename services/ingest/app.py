@@ -26,5 +26,6 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         specs=SpecStore(context.store, bucket=settings.artifacts_bucket),
         datasets=DatasetIndex(context.store, bucket=settings.artifacts_bucket),
         landing=AllowedLocation(settings.landing_bucket),
+        max_memory_mb=settings.ingest_max_memory_mb,
     )
     return create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))

@@ -6,14 +6,17 @@ the same spec always give the same outcome, and nothing is written twice.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import BinaryIO, Literal, cast
 
 import pandas as pd
 
 from services.ingest.datasets import DatasetIndex, Outcome
+from services.ingest.reading import DatasetTooLargeError, check_fits
 from services.ingest.report import render_validation_report
 from services.ingest.split import split_dataset
 from services.ingest.validation import (
@@ -28,10 +31,12 @@ from shared.events import ArtifactRef, RuleResult
 from shared.pipeline_spec import PipelineSpec, resolve_features
 from shared.profile import DataProfile, profile_frame
 from shared.spec_store import SpecStore, UnknownPipelineError
-from shared.storage import ArtifactStore, ObjectNotFoundError, sha256_hex
-from shared.uris import AllowedLocation, UnsafeUriError
+from shared.storage import ArtifactStore, ObjectNotFoundError, ObjectReader
+from shared.uris import AllowedLocation, ObjectLocation, UnsafeUriError
 
 Format = Literal["csv", "parquet"]
+# Hashing reads the object in chunks of this size (one ranged GET each).
+_CHUNK = 16 * 1024 * 1024
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -43,6 +48,19 @@ class IngestPorts:
     specs: SpecStore
     datasets: DatasetIndex
     landing: AllowedLocation
+    # Decoding a file that would need more is refused (CONVEYOR_INGEST_MAX_MEMORY_MB).
+    max_memory_mb: int = 8192
+
+
+@dataclass(frozen=True)
+class Source:
+    """The arrived object being ingested, pinned to the version that was hashed."""
+
+    location: ObjectLocation
+    reader: ObjectReader
+    fmt: Format
+    uri: str
+    dataset_version: str
 
 
 def ingest(ports: IngestPorts, *, pipeline: str, uri: str, fmt: Format | None) -> Outcome:
@@ -59,15 +77,24 @@ def ingest(ports: IngestPorts, *, pipeline: str, uri: str, fmt: Format | None) -
     if fmt is None:
         return _rejected(uri, rule("source.format", f"{location.key!r}: expected a .csv or .parquet object"))
     try:
-        data = ports.store.read(location)
+        source = ports.store.open(location)
     except ObjectNotFoundError as error:
         return _rejected(uri, rule("source.exists", str(error)))
 
-    dataset_version = sha256_hex(data)
+    dataset_version = _digest(source)
     known = ports.datasets.outcome(pipeline, dataset_version, spec.version)
     if known is not None:
         return known
-    outcome = _validate(ports, spec=spec, data=data, fmt=fmt, uri=uri, dataset_version=dataset_version)
+    try:
+        check_fits(_reopen(source), size=source.size, fmt=fmt, max_memory_mb=ports.max_memory_mb)
+    except DatasetTooLargeError as error:
+        # Not recorded: the refusal is about this service's setting, not about the data.
+        return _rejected(uri, rule("source.size", str(error)))
+    outcome = _validate(
+        ports,
+        spec=spec,
+        source=Source(location=location, reader=source, fmt=fmt, uri=uri, dataset_version=dataset_version),
+    )
     ports.datasets.record(pipeline, dataset_version, spec.version, outcome)
     if outcome.accepted:
         profile = ArtifactRef.model_validate(outcome.fields["profile"])
@@ -80,18 +107,27 @@ def rule(name: str, message: str) -> RuleResult:
     return RuleResult(rule=name, passed=False, message=message[:4000])
 
 
-def _validate(
-    ports: IngestPorts, *, spec: PipelineSpec, data: bytes, fmt: Format, uri: str, dataset_version: str
-) -> Outcome:
+def _validate(ports: IngestPorts, *, spec: PipelineSpec, source: Source) -> Outcome:
+    dataset_version, uri, fmt = source.dataset_version, source.uri, source.fmt
     prefix = ports.datasets.prefix(spec.name, dataset_version)
     bucket = ports.datasets.bucket
-    raw = ports.store.put_content_addressed(data, bucket=bucket, prefix=f"{prefix}/raw", suffix=f".{fmt}")
+    raw = ports.store.copy_content_addressed(
+        source.location,
+        sha256=dataset_version,
+        size=source.reader.size,
+        etag=source.reader.etag,
+        bucket=bucket,
+        prefix=f"{prefix}/raw",
+        suffix=f".{fmt}",
+    )
     previous = ports.datasets.latest_profile(spec.name)
+    frame: pd.DataFrame | None = None
     try:
-        frame = read_dataset(data, fmt=fmt)
+        if not source.reader.size:
+            raise DatasetReadError("the file is empty")
+        frame = read_dataset(_reopen(source.reader), fmt=fmt)
     except DatasetReadError as error:
         results = [unreadable(error)]
-        frame = None
     else:
         results = validate_dataset(frame, spec=spec, previous_profile=previous)
 
@@ -161,6 +197,25 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
+
+
+def _digest(reader: ObjectReader) -> str:
+    """SHA-256 of the object, streamed in chunks: the file is never held whole."""
+    digest = hashlib.sha256()
+    reader.seek(0)
+    while chunk := reader.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _reopen(reader: ObjectReader) -> Callable[[], BinaryIO]:
+    """Open the object again from its start (each read is a ranged GET of the hashed version)."""
+
+    def reopen() -> BinaryIO:
+        reader.seek(0)
+        return cast(BinaryIO, reader)
+
+    return reopen
 
 
 def _dump(results: list[RuleResult]) -> list[dict[str, object]]:

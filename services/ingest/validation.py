@@ -10,34 +10,25 @@ added columns do not become features once a profile exists (see ``resolve_featur
 
 from __future__ import annotations
 
-import io
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, BinaryIO, Literal
 
+import numpy as np
 import pandas as pd
-import pyarrow as pa
 
+from services.ingest.reading import DatasetReadError, decode
 from shared.events.envelope import RuleResult
 from shared.pipeline_spec import FeatureSet, PipelineSpec, is_numeric_column, resolve_features
 from shared.profile import DataProfile, as_categories, as_numbers, psi_by_feature
 
 
-class DatasetReadError(ValueError):
-    """The bytes are not a readable dataset with at least one data row."""
-
-
-def read_dataset(data: bytes, *, fmt: Literal["csv", "parquet"]) -> pd.DataFrame:
-    """Parse CSV or Parquet bytes into a frame, refusing empty and unparseable files."""
+def read_dataset(data: bytes | Callable[[], BinaryIO], *, fmt: Literal["csv", "parquet"]) -> pd.DataFrame:
+    """Parse CSV or Parquet (bytes, or a function opening a stream) into a frame; refuse empty files."""
     if fmt not in ("csv", "parquet"):
         raise DatasetReadError(f"unknown format {fmt!r}: csv or parquet")
-    if not data or data.isspace():
+    if isinstance(data, bytes) and (not data or data.isspace()):
         raise DatasetReadError("the file is empty")
-    try:
-        read = pd.read_csv if fmt == "csv" else pd.read_parquet
-        frame = read(io.BytesIO(data))
-    except pd.errors.EmptyDataError as error:
-        raise DatasetReadError(f"the {fmt} file has no columns: {str(error)[:500]}") from None
-    except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as error:
-        raise DatasetReadError(f"the {fmt} file cannot be parsed: {str(error)[:500]}") from None
+    frame = decode(data if callable(data) else lambda: data, fmt=fmt)
     if frame.empty:
         raise DatasetReadError(f"the {fmt} file has no data rows")
     return frame
@@ -231,7 +222,7 @@ def check_missing(frame: pd.DataFrame, *, columns: list[str], spec: PipelineSpec
 
 def check_duplicates(frame: pd.DataFrame, *, maximum: float) -> RuleResult:
     """Share of rows that repeat an earlier row exactly."""
-    ratio = float(frame.duplicated().mean())
+    ratio = float(_duplicated(frame).sum() / len(frame)) if len(frame) else 0.0
     return _rule(
         rule="quality.duplicate_rows",
         passed=ratio <= maximum,
@@ -239,6 +230,20 @@ def check_duplicates(frame: pd.DataFrame, *, maximum: float) -> RuleResult:
         threshold=maximum,
         message=f"{ratio:.1%} duplicate rows",
     )
+
+
+def _duplicated(frame: pd.DataFrame) -> pd.Series:
+    """``frame.duplicated()``, with one 64-bit hash per row instead of a hash table per column."""
+    if any(dtype == np.dtype(object) for dtype in frame.dtypes):
+        # Python objects: 1 and 1.0 are equal but hash apart as text, so compare them exactly.
+        return frame.duplicated()
+    hashes = pd.Series(pd.util.hash_pandas_object(frame, index=False).to_numpy())
+    # Equal rows hash alike; only rows sharing a hash are compared, exactly (collisions aside).
+    candidates = hashes.duplicated(keep=False).to_numpy()
+    found = pd.Series(False, index=frame.index)
+    if candidates.any():
+        found[candidates] = frame[candidates].duplicated().to_numpy()
+    return found
 
 
 def check_classes(frame: pd.DataFrame, *, target: str) -> RuleResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from faststream import FastStream
 
 from services.train.handlers import register_handlers
@@ -24,5 +26,6 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         specs=SpecStore(context.store, bucket=settings.artifacts_bucket),
         bucket=settings.artifacts_bucket,
         training_image=settings.training_image,
+        n_jobs=settings.train_n_jobs or os.cpu_count() or 1,
     )
     return create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))

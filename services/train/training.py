@@ -57,6 +57,8 @@ class TrainPorts:
     specs: SpecStore
     bucket: str
     training_image: str | None = None
+    # Processes for the search and cross-validation (CONVEYOR_TRAIN_N_JOBS; 0: one per core).
+    n_jobs: int = 1
 
 
 def run_id_for(dataset: DatasetValidated) -> str:
@@ -81,7 +83,7 @@ def train(ports: TrainPorts, dataset: DatasetValidated) -> FinishedRun:
     features = FeatureSet(numeric=tuple(profile.numeric), categorical=tuple(profile.categorical))
     started = datetime.now(UTC)
     try:
-        fit = fit_with_search(spec, frame, features=features)
+        fit = fit_with_search(spec, frame, features=features, n_jobs=ports.n_jobs)
     except (ValueError, TypeError, KeyError) as error:
         raise TrainingError(f"{type(error).__name__}: {error}") from error
     finished_at = datetime.now(UTC)

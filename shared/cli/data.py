@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from shared.cli.context import CliContext, pass_cli
-from shared.cli.output import UserError, console, print_json, print_table, user_errors
+from shared.cli.output import UserError, console, errors, print_json, print_table, user_errors
 from shared.clients.events import publish_data_arrival
 from shared.clients.registry import ApiError
+from shared.clients.upload import ProgressBar
 from shared.messaging import TransientError
 from shared.spec_store import UnknownPipelineError
 from shared.storage import IntegrityError
@@ -39,7 +40,12 @@ def publish(cli: CliContext, file: Path, pipeline_name: str) -> None:
         cli.specs.current(pipeline_name)
     except UnknownPipelineError as error:
         raise UserError(str(error)) from None
-    event = asyncio.run(publish_data_arrival(cli.settings, pipeline=pipeline_name, data=file, producer="cli"))
+    with ProgressBar(errors, description=f"uploading {file.name}") as progress:
+        event = asyncio.run(
+            publish_data_arrival(
+                cli.settings, pipeline=pipeline_name, data=file, producer="cli", progress=progress
+            )
+        )
     if cli.json_output:
         print_json(event.model_dump(mode="json"))
     else:

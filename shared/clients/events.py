@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from shared.clients.upload import UploadProgress, upload_file
 from shared.events import DataArrived, Event, ModelApproved
 from shared.messaging import KafkaEventPublisher, create_broker
 from shared.settings import Settings
-from shared.storage import minio_client
 from shared.telemetry import setup_telemetry
-from shared.uris import safe_segment
 
 E = TypeVar("E", bound=Event)
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -32,17 +29,23 @@ async def publish_data_arrival(
     data: bytes | Path,
     filename: str | None = None,
     producer: str = "sdk",
+    progress: UploadProgress | None = None,
 ) -> DataArrived:
-    """Upload ``data`` to the landing bucket under ``<pipeline>/`` and publish ``DataArrived``."""
+    """Upload ``data`` to the landing bucket under ``<pipeline>/`` and publish ``DataArrived``.
+
+    A file is streamed from disk in parallel multipart parts; ``progress`` (such as
+    ``shared.clients.upload.ProgressBar``) hears of every part read.
+    """
     if isinstance(data, Path):
         filename = filename or data.name
-        data = data.read_bytes()
     if filename is None:
         raise ValueError("name the file (filename=...) when passing bytes")
     suffix = Path(filename).suffix.lower()
     if suffix not in _FORMATS:
         raise ValueError(f"{filename!r}: Conveyor ingests .csv and .parquet files")
-    uri = await asyncio.to_thread(_upload, settings, pipeline, filename, data)
+    uri = await asyncio.to_thread(
+        upload_file, settings, pipeline=pipeline, filename=filename, data=data, progress=progress
+    )
     event = DataArrived.first(producer=producer, pipeline=pipeline, uri=uri, format=_FORMATS[suffix])
     # The arrival starts the trace that every service's spans join (the context rides in Kafka headers).
     telemetry = setup_telemetry(producer, settings)
@@ -82,19 +85,7 @@ async def approved_models(
 
 def upload_to_landing(settings: Settings, pipeline: str, path: Path) -> str:
     """Upload a local file to the landing bucket under ``<pipeline>/``; returns its URI."""
-    return _upload(settings, pipeline, path.name, path.read_bytes())
-
-
-def _upload(settings: Settings, pipeline: str, filename: str, data: bytes) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    name = safe_segment(Path(filename).name, what="file name")
-    # A fresh key per upload; a dataset's version is the hash of its bytes, not its key.
-    key = f"{safe_segment(pipeline, what='pipeline')}/{stamp}-{uuid.uuid4().hex[:8]}-{name}"
-    client = minio_client(settings)
-    if not client.bucket_exists(settings.landing_bucket):
-        client.make_bucket(settings.landing_bucket)
-    client.put_object(settings.landing_bucket, key, io.BytesIO(data), len(data))
-    return f"s3://{settings.landing_bucket}/{key}"
+    return upload_file(settings, pipeline=pipeline, filename=path.name, data=path)
 
 
 class EventWatcher:

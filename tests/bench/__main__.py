@@ -1,4 +1,4 @@
-"""``python -m tests.bench [serving throughput bus production batch registry] [--quick]``.
+"""``python -m tests.bench [serving throughput bus production batch registry scale] [--quick] [--rows ...]``.
 
 Threads are pinned before anything numeric is imported, here and in every process started.
 """
@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry")
+BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry", "scale")
 
 
 def main() -> int:
@@ -24,7 +24,13 @@ def main() -> int:
         action="store_true",
         help="only write BENCHMARKS.md again from the figures kept by earlier runs",
     )
+    parser.add_argument(
+        "--rows",
+        help="sizes for the scale benchmark, e.g. 100k,500k,2m,5m (default 100k,500k,2m; --quick: 100k)",
+    )
     args = parser.parse_args()
+    if args.rows:
+        os.environ["CONVEYOR_BENCH_SCALE_ROWS"] = args.rows
     unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")

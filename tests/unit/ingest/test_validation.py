@@ -27,6 +27,7 @@ from services.ingest.validation import (
 from shared.events.envelope import RuleResult
 from shared.pipeline_spec import PipelineSpec
 from shared.profile import profile_frame
+from tests.synthetic import synthetic_table
 
 
 def make_spec(**fields: Any) -> PipelineSpec:
@@ -314,3 +315,10 @@ def test_unreadable_file_becomes_a_failed_rule() -> None:
     rule = unreadable(caught.value)
     assert (rule.rule, rule.passed, rule.severity) == ("read.parse", False, "error")
     assert "empty" in rule.message
+
+
+def test_duplicate_ratio_by_row_hashes_equals_pandas() -> None:
+    frame = synthetic_table(5_000, seed=2).to_pandas().drop(columns=["customer_id"])
+    frame = pd.concat([frame, frame.iloc[:300], frame.iloc[:50]], ignore_index=True)  # NaNs repeat too
+    rule = check_duplicates(frame, maximum=1.0)
+    assert rule.figure == pytest.approx(float(frame.duplicated().mean())) and rule.figure > 0
