@@ -146,7 +146,9 @@ def require(tool: str) -> str:
     return path
 
 
-def run_build(argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None) -> None:
+def run_build(
+    argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> None:
     """Run a build step, echoing its output to stderr as it comes; fail with its last lines."""
     require(argv[0])
     print(f"{what}: {' '.join(argv)}", file=sys.stderr)
@@ -155,6 +157,7 @@ def run_build(argv: Sequence[str], *, what: str, env: Mapping[str, str] | None =
     with subprocess.Popen(
         argv,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

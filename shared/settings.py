@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     jaeger_host: str = "127.0.0.1"
     jaeger_otlp_port: int = 4318
     jaeger_query_port: int = 16686
+    jaeger_query_grpc_port: int = 16685
     jaeger_query_url: str | None = Field(default=None, description="where the console asks for traces")
     # Every finished span appended here as a JSON line (tests, or a look without a trace viewer).
     trace_file: Path | None = None
@@ -127,6 +128,13 @@ class Settings(BaseSettings):
     def console_base_url(self) -> str:
         """Where a browser reaches the console."""
         return (self.console_url or f"http://{self.console_host}:{self.console_port}").rstrip("/")
+
+    @property
+    def otlp_export_endpoint(self) -> str | None:
+        """Where services export spans: the configured collector, else the Jaeger `make up` starts."""
+        if self.otlp_endpoint:
+            return self.otlp_endpoint
+        return f"http://{self.jaeger_host}:{self.jaeger_otlp_port}" if self.jaeger else None
 
     @property
     def jaeger_query_base_url(self) -> str | None:

@@ -167,11 +167,11 @@ class Timeline:
             return
         step, ok = located
         arrival = self.arrivals.get(event.correlation_id)
-        if arrival is None:
+        if arrival is None:  # a new chain: the pipeline's latest (a chain may be read from its middle)
             arrival = self.arrivals[event.correlation_id] = Arrival(event.correlation_id, event.pipeline)
+            pipeline.last_arrival = event.correlation_id
         if isinstance(event, DataArrived):
             arrival.trace_id = arrival.trace_id or trace_id
-            pipeline.last_arrival = event.correlation_id
         # The first event to reach a step keeps it: a redelivery or a later rollback does not move it.
         arrival.steps.setdefault(step.name, Reached(step.name, event, ok))
 

@@ -6,17 +6,31 @@
   if (!window.EventSource || !window.htmx) {
     return;
   }
-  var pending = new Set();
+  // One fetch at a time per element; a change heard meanwhile fetches once more when it is done,
+  // so the last change is never lost.
+  var inFlight = new Set();
+  var again = new Set();
+  function refresh(id, url) {
+    if (inFlight.has(id)) {
+      again.add(id);
+      return;
+    }
+    inFlight.add(id);
+    htmx.ajax("GET", url, { target: "#" + id, swap: "outerHTML" }).finally(function () {
+      inFlight.delete(id);
+      if (again.delete(id)) {
+        refresh(id, url);
+      }
+    });
+  }
   var source = new EventSource("/events");
   source.addEventListener("change", function (message) {
     var keys = JSON.parse(message.data);
     document.querySelectorAll("[data-live]").forEach(function (element) {
       var wanted = element.getAttribute("data-live").split(" ");
       var hit = wanted.indexOf("*") >= 0 || keys.some(function (key) { return wanted.indexOf(key) >= 0; });
-      if (hit && !pending.has(element.id)) {
-        pending.add(element.id);
-        htmx.ajax("GET", element.getAttribute("data-src"), { target: "#" + element.id, swap: "outerHTML" })
-          .finally(function () { pending.delete(element.id); });
+      if (hit) {
+        refresh(element.id, element.getAttribute("data-src"));
       }
     });
   });
