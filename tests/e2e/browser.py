@@ -17,6 +17,8 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -70,10 +72,23 @@ class Browser:
         """Run ``source`` in the page (a test's look inside it, not the console's code)."""
         return self.driver.execute_script(source)
 
+    def submit(self, css: str, *, timeout: float = 60.0) -> None:
+        """Click a form's button and wait until the page it leads to has replaced this one."""
+        page = self.find("html")
+        self.find(css).click()
+        WebDriverWait(self.driver, timeout).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.driver, timeout).until(
+            lambda d: d.execute_script("return document.readyState") == "complete"
+        )
+
     def sign_in(self, token: str) -> None:
         """Enter the approver token in the header's form."""
         self.find("#token").send_keys(token)
-        self.find("#login").click()
+        self.submit("#login")
+
+    def forget_log(self) -> None:
+        """Drop what the browser logged so far (what an earlier test left)."""
+        self.driver.get_log("browser")
 
     def errors(self, *, expected_statuses: tuple[int, ...] = ()) -> list[dict[str, Any]]:
         """Severe browser log entries since the last call, less loads refused with an expected status."""
@@ -114,5 +129,5 @@ async def until(condition: Callable[[], Any], *, timeout: float, what: str) -> A
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
+            raise AssertionError(f"{what}: not within {timeout}s (last seen: {value!r})")
         await asyncio.sleep(0.2)

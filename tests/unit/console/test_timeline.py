@@ -99,7 +99,7 @@ def test_trace_spans_from_jaeger_and_from_the_trace_file(tmp_path) -> None:  # t
     assert bars[0].x < bars[1].x and bars[1].width > bars[0].width
     lines = tmp_path / "spans.jsonl"
     lines.write_text(
-        '{"trace_id": "t1", "service": "conveyor-sdk", "name": "data arrival", "start": 1000000, "end": 3000000}\n'
+        '{"trace_id": "t1", "service": "conveyor-sdk", "name": "arrival", "start": 1000000, "end": 3000000}\n'
         '{"trace_id": "t2", "service": "conveyor-x", "name": "other", "start": 1, "end": 2}\n'
         '{"trace_id": "t1", "service": "conv'  # a line still being appended
     )
