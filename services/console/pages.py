@@ -73,15 +73,16 @@ def routes(ports: Ports) -> list[Route]:
 
     async def arrival(request: Request) -> Response:
         found = _arrival(p, request)
-        spans = await asyncio.to_thread(_trace, p.settings, found.trace_id)
+        spans, error = await asyncio.to_thread(_trace, p.settings, found.trace_id)
+        steps = views.arrival_steps(found)
+        bars = views.trace_bars(spans)
+        return render(p, request, "arrival.html", arrival=found, steps=steps, bars=bars, trace_error=error)
+
+    async def arrival_trace(request: Request) -> Response:
+        found = _arrival(p, request)
+        spans, error = await asyncio.to_thread(_trace, p.settings, found.trace_id)
         return render(
-            p,
-            request,
-            "arrival.html",
-            arrival=found,
-            steps=views.arrival_steps(found),
-            bars=views.trace_bars(spans[0]),
-            trace_error=spans[1],
+            p, request, "_trace.html", arrival=found, bars=views.trace_bars(spans), trace_error=error
         )
 
     async def arrival_graph(request: Request) -> Response:
@@ -185,6 +186,7 @@ def routes(ports: Ports) -> list[Route]:
         Route("/fragments/pipelines", pipelines_fragment),
         Route("/arrivals/{correlation_id:uuid}", arrival),
         Route("/arrivals/{correlation_id:uuid}/graph", arrival_graph),
+        Route("/arrivals/{correlation_id:uuid}/trace", arrival_trace),
         Route("/groups/{pipeline}", group),
         Route("/groups/{pipeline}/versions/{version:int}/{action:str}", decide, methods=["POST"]),
         Route("/deployments", deployments),

@@ -172,8 +172,11 @@ class Timeline:
             pipeline.last_arrival = event.correlation_id
         if isinstance(event, DataArrived):
             arrival.trace_id = arrival.trace_id or trace_id
-        # The first event to reach a step keeps it: a redelivery or a later rollback does not move it.
-        arrival.steps.setdefault(step.name, Reached(step.name, event, ok))
+        # The first success keeps a step: a redelivery or a later rollback does not move it. A success
+        # after a failure (a retry that worked) replaces the failure; a failure never hides a success.
+        reached = arrival.steps.get(step.name)
+        if reached is None or (ok and not reached.ok):
+            arrival.steps[step.name] = Reached(step.name, event, ok)
 
     def _record_pipeline(self, event: Event, pipeline: Pipeline) -> None:
         if isinstance(event, DatasetValidated):

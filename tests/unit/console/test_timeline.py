@@ -104,3 +104,14 @@ def test_trace_spans_from_jaeger_and_from_the_trace_file(tmp_path) -> None:  # t
         '{"trace_id": "t1", "service": "conv'  # a line still being appended
     )
     assert [(s.service, s.duration_ms) for s in from_trace_file(lines, "t1")] == [("conveyor-sdk", 2.0)]
+
+
+def test_a_retried_step_that_succeeded_replaces_its_failure_but_never_the_reverse() -> None:
+    timeline = Timeline()
+    arrival = DataArrived.first(producer="sdk", pipeline="churn", uri="s3://conveyor-landing/churn/a.csv")
+    rule = RuleResult(rule="readable", passed=False, message="MinIO away")
+    rejected = DatasetRejected.caused_by(arrival, producer="ingest", source_uri=arrival.uri, failures=[rule])
+    for event in (arrival, rejected, validated(arrival), rejected):
+        timeline.add(event)
+    found = timeline.arrivals[arrival.correlation_id]
+    assert not found.failed and found.steps["validated"].event.__class__ is DatasetValidated
