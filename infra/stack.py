@@ -53,6 +53,8 @@ def down(settings: Settings) -> None:
         return
     for server in reversed(servers(settings)):
         process.stop(server)
+    if not settings.jaeger:  # one started by `CONVEYOR_JAEGER=1 make up` stops with the rest
+        process.stop(jaeger_server(settings))
 
 
 def status(settings: Settings) -> list[ServerStatus]:
