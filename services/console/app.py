@@ -5,6 +5,7 @@ Wires settings → timeline and feed → clients → routes; nothing here knows 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ensure_topics(settings, [event.topic for event in ALL_EVENTS])
         await feed.start()
         await feed.caught_up.wait()  # ready once the pages show everything published before the start
+        gc.freeze()  # what was read so far lasts: full collections need not scan it again and again
         app.state.ready = True
         try:
             yield

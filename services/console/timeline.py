@@ -148,9 +148,12 @@ class Timeline:
         self.evaluations: dict[tuple[str, str], ModelEvaluated] = {}
         self.validations: dict[tuple[str, str], DatasetValidated] = {}
         self.version_chain: dict[tuple[str, int], UUID] = {}
+        # Counts the events folded in: a view rendered at one revision stays right until the next.
+        self.revision = 0
 
     def add(self, event: Event, *, trace_id: str | None = None) -> set[str]:
         """Fold one event in; returns the keys of what changed (a correlation id, a pipeline)."""
+        self.revision += 1
         pipeline = self.pipelines.setdefault(event.pipeline, Pipeline(event.pipeline))
         self._record_step(event, pipeline=pipeline, trace_id=trace_id)
         self._record_pipeline(event, pipeline)
