@@ -106,7 +106,15 @@ def routes(ports: Ports) -> list[Route]:
         pipeline = request.path_params["pipeline"]
         wanted = _int(request.query_params.get("version"))
         before = _int(request.query_params.get("before"))
-        listed, detail = await asyncio.to_thread(_group, p.registry, pipeline, wanted)
+        # The version to show is known before the list arrives when the events named it: ask for both at once.
+        known = wanted or p.timeline.latest_version(pipeline)
+        if known is None:
+            listed, detail = await asyncio.to_thread(_group, p.registry, pipeline, None)
+        else:
+            listed, detail = await asyncio.gather(
+                asyncio.to_thread(p.registry.versions, pipeline),
+                asyncio.to_thread(_version, p.registry, pipeline, known),
+            )
         view = views.group_view(
             p.timeline, pipeline=pipeline, versions=listed, selected=detail, before=before
         )
@@ -345,6 +353,15 @@ def _group(
     listed = registry.versions(pipeline)
     number = wanted or max((v["version"] for v in listed), default=None)
     return listed, registry.version(pipeline, number) if number else None
+
+
+def _version(registry: RegistryClient, pipeline: str, number: int) -> dict[str, Any] | None:
+    try:
+        return registry.version(pipeline, number)
+    except ApiError as error:
+        if error.status_code == 404:
+            return None
+        raise
 
 
 def _decide(

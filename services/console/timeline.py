@@ -148,6 +148,7 @@ class Timeline:
         self.evaluations: dict[tuple[str, str], ModelEvaluated] = {}
         self.validations: dict[tuple[str, str], DatasetValidated] = {}
         self.version_chain: dict[tuple[str, int], UUID] = {}
+        self.latest_versions: dict[str, int] = {}
         # Counts the events folded in: a view rendered at one revision stays right until the next.
         self.revision = 0
 
@@ -158,6 +159,10 @@ class Timeline:
         self._record_step(event, pipeline=pipeline, trace_id=trace_id)
         self._record_pipeline(event, pipeline)
         return {str(event.correlation_id), event.pipeline}
+
+    def latest_version(self, pipeline: str) -> int | None:
+        """The highest version the registry announced for ``pipeline``, if any was read."""
+        return self.latest_versions.get(pipeline)
 
     def arrivals_of(self, pipeline: str, *, limit: int = 50) -> list[Arrival]:
         """A pipeline's latest arrivals, newest first."""
@@ -189,6 +194,9 @@ class Timeline:
             self.evaluations[(event.pipeline, event.run_id)] = event
         elif isinstance(event, ModelRegistered):
             self.version_chain[(event.pipeline, event.version)] = event.correlation_id
+            self.latest_versions[event.pipeline] = max(
+                event.version, self.latest_versions.get(event.pipeline, 0)
+            )
         elif isinstance(event, ModelApproved):
             pipeline.champion_version = event.version
             pipeline.champion_metrics = dict(event.metrics)
