@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
@@ -74,9 +75,17 @@ class Browser:
 
     def submit(self, css: str, *, timeout: float = 60.0) -> None:
         """Click a form's button and wait until the page it leads to has replaced this one."""
-        page = self.find("html")
-        self.find(css).click()
-        WebDriverWait(self.driver, timeout).until(expected_conditions.staleness_of(page))
+        # The page may be swapping a live part at the moment of the click: find the button again then.
+        for attempt in range(3):
+            try:
+                button = self.find(css)
+                button.click()
+                break
+            except WebDriverException:
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+        WebDriverWait(self.driver, timeout).until(expected_conditions.staleness_of(button))
         WebDriverWait(self.driver, timeout).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
