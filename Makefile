@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas
+.PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas browser test-traces
 
 # One progress line; pip's own output goes to $(VENV)/install.log, named if the step fails.
 $(INSTALLED): pyproject.toml
@@ -28,11 +28,18 @@ status: $(INSTALLED)
 demo: $(INSTALLED) ## the main job end to end: data arrival to a served prediction
 	$(BIN)/conveyor demo
 
-test: up ## every test, against the real servers (the fault suite is `make test-faults`)
-	$(BIN)/pytest --ignore=tests/faults
+browser: ## Debian's chromium and chromium-driver for the console's browser tests (installed when missing)
+	bash infra/browser.sh
+
+test: up browser ## every test, against the real servers (the fault suite is `make test-faults`)
+	$(BIN)/pytest --ignore=tests/faults --ignore=tests/traces
 
 test-faults: up ## the fault and bad-input suite: killed services, stopped servers, poison messages
 	$(BIN)/pytest tests/faults
+
+test-traces: ## opt-in: Jaeger built from its Go module, and one arrival's trace read back from it
+	CONVEYOR_JAEGER=1 $(MAKE) up
+	CONVEYOR_JAEGER=1 $(BIN)/pytest tests/traces
 
 bench: up ## benchmarks with ratios against baselines measured in the same run (not part of make test)
 	$(BIN)/python -m tests.bench

@@ -143,11 +143,18 @@ def require(tool: str) -> str:
     return path
 
 
-def run_build(argv: Sequence[str], *, what: str, log: Path, env: Mapping[str, str] | None = None) -> None:
+def run_build(
+    argv: Sequence[str],
+    *,
+    what: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
     """Run a build step as one progress line, its whole output in ``log``; fail naming the log."""
     require(argv[0])
     try:
-        steps.run_logged(argv, title=what, log=log, env=env)
+        steps.run_logged(argv, title=what, log=log, env=env, cwd=cwd)
     except steps.StepError as error:
         raise InfraError(str(error)) from None
 

@@ -1,4 +1,4 @@
-"""The five Conveyor services as local processes: started, checked and stopped like the servers."""
+"""The Conveyor services and the console as local processes, started and stopped like the servers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ import httpx
 from infra import process
 from shared.settings import Settings
 
-# Registry first: evaluate asks it for the champion. Deploy last: it serves what the rest produce.
-SERVICES = ("registry", "ingest", "train", "evaluate", "deploy")
+# Registry first: evaluate asks it for the champion. Deploy next to last: it serves what the rest
+# produce. The console last: it reads them all.
+SERVICES = ("registry", "ingest", "train", "evaluate", "deploy", "console")
+# The services that answer HTTP, and where (the rest are Kafka consumers).
+_HTTP = {
+    "registry": lambda s: (s.registry_host, s.registry_port, s.registry_base_url),
+    "deploy": lambda s: (s.deploy_host, s.deploy_port, s.deploy_base_url),
+    "console": lambda s: (s.console_host, s.console_port, s.console_base_url),
+}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,24 +58,19 @@ def stop_services(settings: Settings) -> None:
 
 
 def _address(name: str, settings: Settings) -> str:
-    if name == "registry":
-        return settings.registry_base_url
-    if name == "deploy":
-        return settings.deploy_base_url
-    return "kafka consumer"
+    return _HTTP[name](settings)[2] if name in _HTTP else "kafka consumer"
 
 
 def _ports(name: str, settings: Settings) -> list[tuple[str, int]]:
-    if name == "registry":
-        return [(settings.registry_host, settings.registry_port)]
-    if name == "deploy":
-        return [(settings.deploy_host, settings.deploy_port)]
+    if name in _HTTP:
+        host, port, _ = _HTTP[name](settings)
+        return [(host, port)]
     return []
 
 
 def _ready(name: str, settings: Settings, *, log: Path, pidfile: Path) -> bool:
-    if name in ("registry", "deploy"):
-        url = settings.registry_base_url if name == "registry" else settings.deploy_base_url
+    if name in _HTTP:
+        url = _HTTP[name](settings)[2]
         try:
             return httpx.get(f"{url}/health/ready", timeout=2.0).status_code == 200
         except httpx.HTTPError:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import process
+from infra.jaeger import jaeger_server
 from infra.kafka import kafka_server
 from infra.minio import minio_server
 from shared.settings import Settings
@@ -27,8 +28,10 @@ class ServerStatus:
 
 
 def servers(settings: Settings) -> list[process.Server]:
-    """Every server of the local stack, in start order."""
-    return [kafka_server(settings), minio_server(settings)]
+    """Every server of the local stack, in start order (Jaeger only when CONVEYOR_JAEGER=1)."""
+    return [kafka_server(settings), minio_server(settings)] + (
+        [jaeger_server(settings)] if settings.jaeger else []
+    )
 
 
 def up(settings: Settings, *, timeout: float = 120.0) -> None:
@@ -50,6 +53,8 @@ def down(settings: Settings) -> None:
         return
     for server in reversed(servers(settings)):
         process.stop(server)
+    if not settings.jaeger:  # one started by `CONVEYOR_JAEGER=1 make up` stops with the rest
+        process.stop(jaeger_server(settings))
 
 
 def status(settings: Settings) -> list[ServerStatus]:

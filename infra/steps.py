@@ -77,6 +77,7 @@ def run_logged(
     title: str,
     log: Path,
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
     out: TextIO | None = None,
 ) -> None:
     """Run a command as one step, its whole output appended to ``log``; fail naming the log."""
@@ -88,6 +89,7 @@ def run_logged(
             result = subprocess.run(
                 list(argv),
                 env={**os.environ, **(env or {})},
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,

@@ -88,9 +88,23 @@ class Settings(BaseSettings):
     ingest_max_memory_mb: int = Field(default=8192, ge=16)
     # Processes for train's search and cross-validation; 0 means one per core of the machine.
     train_n_jobs: int = Field(default=0, ge=0)
+    # The console (services/console): a browser view of the events and APIs.
+    console_host: str = "127.0.0.1"
+    console_port: int = 8300
+    console_url: str | None = Field(default=None, description="defaults to http://console_host:console_port")
+    # Signs the console's CSRF tokens; unset, each console process draws its own (forms reload).
+    console_secret: SecretStr | None = None
 
     # Telemetry
     otlp_endpoint: str | None = None
+    # Jaeger, opt-in: `make up` with CONVEYOR_JAEGER=1 also starts it (built once from its Go module);
+    # services then export to its OTLP port unless CONVEYOR_OTLP_ENDPOINT names another collector.
+    jaeger: bool = False
+    jaeger_host: str = "127.0.0.1"
+    jaeger_otlp_port: int = 4318
+    jaeger_query_port: int = 16686
+    jaeger_query_grpc_port: int = 16685
+    jaeger_query_url: str | None = Field(default=None, description="where the console asks for traces")
     # Every finished span appended here as a JSON line (tests, or a look without a trace viewer).
     trace_file: Path | None = None
 
@@ -115,6 +129,25 @@ class Settings(BaseSettings):
     def deploy_base_url(self) -> str:
         """Where clients reach the deploy service's HTTP API."""
         return (self.deploy_url or f"http://{self.deploy_host}:{self.deploy_port}").rstrip("/")
+
+    @property
+    def console_base_url(self) -> str:
+        """Where a browser reaches the console."""
+        return (self.console_url or f"http://{self.console_host}:{self.console_port}").rstrip("/")
+
+    @property
+    def otlp_export_endpoint(self) -> str | None:
+        """Where services export spans: the configured collector, else the Jaeger `make up` starts."""
+        if self.otlp_endpoint:
+            return self.otlp_endpoint
+        return f"http://{self.jaeger_host}:{self.jaeger_otlp_port}" if self.jaeger else None
+
+    @property
+    def jaeger_query_base_url(self) -> str | None:
+        """Where Jaeger's query API answers, when one is configured or started by `make up`."""
+        if self.jaeger_query_url:
+            return self.jaeger_query_url.rstrip("/")
+        return f"http://{self.jaeger_host}:{self.jaeger_query_port}" if self.jaeger else None
 
     @property
     def s3_endpoint(self) -> str:

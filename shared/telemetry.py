@@ -51,12 +51,12 @@ def setup_telemetry(
     resource = Resource.create({SERVICE_NAME: f"conveyor-{service_name}"})
     tracer_provider = TracerProvider(resource=resource)
     readers = list(metric_readers)
-    if settings.otlp_endpoint:
+    if settings.otlp_export_endpoint:
         # Imported only when used: the exporter pulls in protobuf and an HTTP session.
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = settings.otlp_endpoint.rstrip("/")
+        endpoint = settings.otlp_export_endpoint.rstrip("/")
         tracer_provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
         )

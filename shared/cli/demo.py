@@ -109,6 +109,7 @@ def demo(cli: CliContext, timeout: float) -> None:
             raise UserError(str(error)) from None
         applied = cli.specs.apply(PipelineSpec.from_mapping(SPEC))
         console.print(f"pipeline [bold]{PIPELINE}[/]: spec {applied.version}")
+        console.print(f"console: {cli.settings.console_base_url}", highlight=False)
         result = asyncio.run(_run(cli, timeout=timeout))
     if cli.json_output:
         print_json(result)
@@ -122,6 +123,7 @@ def demo(cli: CliContext, timeout: float) -> None:
         f"  model version {result['version']}, prediction id {result['prediction_id']}", highlight=False
     )
     console.print(f"  trace id {result['trace_id']}", highlight=False)
+    console.print(f"\nwatch it in the console: {result['console_url']}", highlight=False)
 
 
 async def _run(cli: CliContext, *, timeout: float) -> dict[str, object]:
@@ -167,6 +169,7 @@ async def _run(cli: CliContext, *, timeout: float) -> dict[str, object]:
         "actual": int(frame["target"].iloc[0]),
         "trace_id": trace_id,
         "correlation_id": str(arrival.correlation_id),
+        "console_url": f"{cli.settings.console_base_url}/arrivals/{arrival.correlation_id}",
     }
 
 

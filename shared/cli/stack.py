@@ -1,4 +1,4 @@
-"""``conveyor up|down|status``: Kafka, MinIO and the five services on this machine."""
+"""``conveyor up|down|status``: Kafka, MinIO, the five services and the console on this machine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m tests.bench [serving throughput bus production batch registry scale] [--quick] [--rows ...]``.
+"""``python -m tests.bench [BENCHMARK ...] [--quick] [--rows ...]``, BENCHMARK among those below.
 
 Threads are pinned before anything numeric is imported, here and in every process started.
 """
@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry", "scale")
+BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry", "scale", "console")
 
 
 def main() -> int:

@@ -11,7 +11,15 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from infra import stack as infra_stack
-from tests.bench import bench_batch, bench_bus, bench_production, bench_registry, bench_scale, bench_serving
+from tests.bench import (
+    bench_batch,
+    bench_bus,
+    bench_console,
+    bench_production,
+    bench_registry,
+    bench_scale,
+    bench_serving,
+)
 from tests.bench.harness import BenchContext, bench_settings
 from tests.bench.report import ROOT, Section, commit, load_all, render, save
 
@@ -36,6 +44,7 @@ def _runners(
         "batch": bench_batch.run,
         "registry": bench_registry.run,
         "scale": bench_scale.run,
+        "console": bench_console.run,
     }
     for name, run in singles.items():
         if name in chosen:
@@ -97,6 +106,7 @@ ANALYSES = {
     "batch": bench_batch.ANALYSIS,
     "registry": bench_registry.ANALYSIS,
     "scale": bench_scale.ANALYSIS,
+    "console": bench_console.ANALYSIS,
 }
 
 

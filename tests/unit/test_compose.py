@@ -32,9 +32,10 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
-SERVICES = ("ingest", "train", "evaluate", "registry", "deploy")
+SERVICES = ("ingest", "train", "evaluate", "registry", "deploy", "console")
 ENV_PREFIX = "CONVEYOR_"
 OTLP_GRPC_PORT, OTLP_HTTP_PORT = 4317, 4318
+JAEGER_QUERY_PORT = 16686
 MINIO_API_PORT = 9000
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;"}
 _INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
@@ -499,6 +500,13 @@ def test_jaeger_receives_otlp_from_every_service(compose: dict[str, Any]) -> Non
         assert (url.scheme, url.hostname, url.port) == ("http", jaeger_names[0], OTLP_HTTP_PORT), (
             f"{name}: CONVEYOR_OTLP_ENDPOINT={endpoint!r}, expected http://{jaeger_names[0]}:{OTLP_HTTP_PORT}"
         )
+
+
+def test_the_console_reads_traces_from_the_jaeger_query_port(compose: dict[str, Any]) -> None:
+    jaeger = next(n for n, s in compose["services"].items() if "jaeger" in str(s.get("image", "")))
+    url = urlsplit(_environment(_service(compose, "console")).get("CONVEYOR_JAEGER_QUERY_URL") or "")
+    assert (url.scheme, url.hostname, url.port) == ("http", jaeger, JAEGER_QUERY_PORT)
+    assert JAEGER_QUERY_PORT in set(_ports(_service(compose, jaeger)))
 
 
 # --- 5. the image ---------------------------------------------------------------------------------
