@@ -9,6 +9,7 @@ from pathlib import Path
 from infra import process
 from infra.kafka import kafka_server
 from infra.minio import minio_server
+from shared.secrets import with_local_secrets
 from shared.settings import Settings
 
 # The repository's compose file; in Docker mode only its infrastructure services are used.
@@ -31,16 +32,22 @@ def servers(settings: Settings) -> list[process.Server]:
     return [kafka_server(settings), minio_server(settings)]
 
 
-def up(settings: Settings, *, timeout: float = 120.0) -> None:
-    """Start every server that is not running and wait until each answers."""
+def up(settings: Settings, *, timeout: float = 120.0) -> Settings:
+    """Start every server that is not running and wait until each answers.
+
+    The first start of a state directory generates its secrets (shared.secrets); the settings
+    returned carry them wherever no CONVEYOR_* variable set a value.
+    """
+    settings = with_local_secrets(settings)
     if _docker_requested(settings):
         _compose("up", "--detach", *DOCKER_SERVICES)
         for server in servers(settings):
             if not process.wait_until(server.ready, timeout=timeout):
                 raise process.InfraError(f"{server.name} (docker) not ready within {timeout:.0f}s")
-        return
+        return settings
     for server in servers(settings):
         process.start(server, timeout=timeout)
+    return settings
 
 
 def down(settings: Settings) -> None:

@@ -36,7 +36,8 @@ pytestmark = pytest.mark.infra
 TOKENS = TokenBook.from_secret(
     SecretStr(
         '{"approver-token": {"user": "alice", "role": "approver"},'
-        ' "viewer-token": {"user": "victor", "role": "viewer"}}'
+        ' "viewer-token": {"user": "victor", "role": "reader"},'
+        ' "operator-token": {"user": "olga", "role": "operator"}}'
     )
 )
 APPROVER = {"Authorization": "Bearer approver-token"}
@@ -200,6 +201,10 @@ async def test_manual_approval_needs_an_approver_token_and_only_pending_versions
     assert bad_token.status_code == 401
     viewer = await client.post(f"{path}/approve", json={}, headers={"Authorization": "Bearer viewer-token"})
     assert viewer.status_code == 403
+    operator = await client.post(
+        f"{path}/reject", json={}, headers={"Authorization": "Bearer operator-token"}
+    )
+    assert operator.status_code == 403 and "lacks the 'approver' role" in operator.text
     assert published == []
 
     approved = await client.post(f"{path}/approve", json={"comment": "ship it"}, headers=APPROVER)
