@@ -9,6 +9,7 @@ from pathlib import Path
 from infra import process
 from infra.kafka import kafka_server
 from infra.minio import minio_server
+from infra.minio_users import provision_local_users
 from shared.secrets import with_local_secrets
 from shared.settings import Settings
 
@@ -47,6 +48,7 @@ def up(settings: Settings, *, timeout: float = 120.0) -> Settings:
         return settings
     for server in servers(settings):
         process.start(server, timeout=timeout)
+    provision_local_users(settings)  # each service its own MinIO user (shared.access)
     return settings
 
 

@@ -14,6 +14,7 @@ from services.registry.handlers import register_handlers
 from services.registry.journal_store import JournalStore
 from services.registry.registry import Registry
 from shared import topics
+from shared.access import check_own_access
 from shared.auth import TokenBook
 from shared.health import add_health_routes
 from shared.messaging import ensure_topics
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(context.store.ensure_buckets)
+        await asyncio.to_thread(check_own_access, context.store, settings, NAME)
         await ensure_topics(settings, CONSUMED + PRODUCED)
         await _load_while_joining(registry, context)
         app.state.ready = True
