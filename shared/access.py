@@ -17,6 +17,7 @@ from typing import Any
 
 from minio.error import S3Error
 
+from shared.approvals import PRIVATE_KEY
 from shared.settings import Settings
 from shared.storage import ArtifactStore
 from shared.uris import ObjectLocation
@@ -48,8 +49,17 @@ def policy_document(settings: Settings, service: str) -> dict[str, Any]:
                 "Action": WRITE_ACTIONS,
                 "Resource": [f"arn:aws:s3:::{settings.artifacts_bucket}/{p}*" for p in WRITES[service]],
             },
+            *_private_key_denied(settings, service),
         ],
     }
+
+
+def _private_key_denied(settings: Settings, service: str) -> list[dict[str, Any]]:
+    """Only the registry reads the private half of its approval-signing key (shared.approvals)."""
+    if service == "registry":
+        return []
+    key = f"arn:aws:s3:::{settings.artifacts_bucket}/{PRIVATE_KEY}"
+    return [{"Effect": "Deny", "Action": READ_ACTIONS, "Resource": [key]}]
 
 
 class WrongCredentials(RuntimeError):

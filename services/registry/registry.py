@@ -22,6 +22,7 @@ from services.registry.journal import (
 )
 from services.registry.journal_store import JournalStore
 from services.registry.model_group import ModelGroup, ModelVersion
+from shared.approvals import ApprovalSigner
 from shared.events import (
     Event,
     ModelApproved,
@@ -53,11 +54,14 @@ class Registry:
         store: ArtifactStore,
         spec_of: Callable[[str, str], PipelineSpec],
         clock: Callable[[], datetime] = _now,
+        signer: ApprovalSigner | None = None,
     ) -> None:
         self._journal = journal
         self._store = store
         self._spec_of = spec_of
         self._clock = clock
+        # Without one (tests of the registry alone) approvals go unsigned, and no deploy service serves them.
+        self._signer = signer
         self._lock = asyncio.Lock()
         # Set once the journal is loaded: a change asked for before (Kafka may deliver while the
         # journal still loads) waits, rather than numbering versions from an empty state.
@@ -174,18 +178,17 @@ class Registry:
             "run_id": candidate.run_id,
         }
         if version.status == "Approved":
-            return [
-                ModelApproved(
-                    model=candidate.model,
-                    metrics=candidate.metrics,
-                    lineage=candidate.lineage_summary,
-                    deployment=version.registered.deployment,
-                    approved_by=decision.by,
-                    comment=decision.comment,
-                    event_id=uuid5(cause_id, "ModelApproved"),
-                    **chain,
-                )
-            ]
+            approved = ModelApproved(
+                model=candidate.model,
+                metrics=candidate.metrics,
+                lineage=candidate.lineage_summary,
+                deployment=version.registered.deployment,
+                approved_by=decision.by,
+                comment=decision.comment,
+                event_id=uuid5(cause_id, "ModelApproved"),
+                **chain,
+            )
+            return [self._signer.sign(approved) if self._signer else approved]
         return [
             ModelRejected(
                 reason=decision.comment or "rejected",

@@ -35,6 +35,9 @@ class ModelApproved(Event):
     deployment: DeploymentTarget
     approved_by: Name
     comment: Text = ""
+    # The registry's Ed25519 signature (base64) over what decides what is served (shared.approvals):
+    # the deploy service serves no approval without it.
+    signature: str = Field(default="", max_length=200)
 
 
 class ModelRejected(Event):

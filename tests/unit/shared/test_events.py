@@ -67,6 +67,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "deployment": DeploymentTarget(realtime=True, batch=True),
     "approved_by": "auto",
     "comment": "",
+    "signature": "",
     "rejected_by": "alice",
     "endpoint_url": "http://127.0.0.1:3000",
     "environment": "local",
