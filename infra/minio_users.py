@@ -15,6 +15,7 @@ from minio import MinioAdmin
 from minio.credentials import StaticProvider
 from pydantic import SecretStr
 
+from infra.process import InfraError
 from shared.access import WRITES, policy_document
 from shared.secrets import ServiceKeys, ensure_local_secrets, read_local_secrets, write_local_secrets
 from shared.settings import Settings
@@ -61,7 +62,13 @@ def provision_users(
 def provision_local_users(settings: Settings) -> dict[str, ServiceKeys]:
     """Provision the users of this state directory's stack and keep their keys in its secrets.json."""
     values = ensure_local_secrets(settings.state_dir)
-    keys = provision_users(settings, known=values.services)
+    try:
+        keys = provision_users(settings, known=values.services)
+    except Exception as error:  # MinIO's admin API answers errors of several kinds
+        raise InfraError(
+            f"could not create the services' MinIO users as {settings.minio_access_key!r} "
+            f"(MinIO running with other root keys than secrets.json? `make down`, `make up`): {error}"
+        ) from error
     if keys != values.services:
         write_local_secrets(settings.state_dir, values.model_copy(update={"services": keys}))
     return keys

@@ -10,7 +10,7 @@ from infra import process
 from infra.kafka import kafka_server
 from infra.minio import minio_server
 from infra.minio_users import provision_local_users
-from shared.secrets import with_local_secrets
+from shared.secrets import read_local_secrets, with_local_secrets
 from shared.settings import Settings
 
 # The repository's compose file; in Docker mode only its infrastructure services are used.
@@ -39,7 +39,12 @@ def up(settings: Settings, *, timeout: float = 120.0) -> Settings:
     The first start of a state directory generates its secrets (shared.secrets); the settings
     returned carry them wherever no CONVEYOR_* variable set a value.
     """
-    settings = with_local_secrets(settings)
+    data = settings.state_dir / "minio" / "data"
+    older = data.is_dir() and any(data.iterdir()) and read_local_secrets(settings.state_dir) is None
+    # MinIO data made before secrets.json existed keeps the root keys it was made with (loopback only).
+    settings = with_local_secrets(
+        settings, minio_root=(settings.minio_access_key, settings.minio_secret_key) if older else None
+    )
     if _docker_requested(settings):
         _compose("up", "--detach", *DOCKER_SERVICES)
         for server in servers(settings):

@@ -103,13 +103,21 @@ def write_local_secrets(state_dir: Path, values: LocalSecrets) -> None:
     os.replace(partial, path)
 
 
-def ensure_local_secrets(state_dir: Path) -> LocalSecrets:
-    """The state directory's secrets, generated on first use (mode 0600)."""
+def ensure_local_secrets(state_dir: Path, *, minio_root: tuple[str, SecretStr] | None = None) -> LocalSecrets:
+    """The state directory's secrets, generated on first use (mode 0600).
+
+    ``minio_root``: keys a MinIO data directory of an earlier version was already created with,
+    kept instead of random ones so that it still opens.
+    """
     existing = read_local_secrets(state_dir)
     if existing is not None:
         return existing
     state_dir.mkdir(parents=True, exist_ok=True)
     fresh = LocalSecrets.generate()
+    if minio_root is not None:
+        fresh = fresh.model_copy(
+            update={"minio_access_key": minio_root[0], "minio_secret_key": minio_root[1]}
+        )
     try:  # O_EXCL: of two first starts at once, one writes and both read the same values
         descriptor = os.open(secrets_path(state_dir), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -119,9 +127,9 @@ def ensure_local_secrets(state_dir: Path) -> LocalSecrets:
     return fresh
 
 
-def with_local_secrets(settings: S) -> S:
+def with_local_secrets(settings: S, *, minio_root: tuple[str, SecretStr] | None = None) -> S:
     """``settings`` with the state directory's secrets (generated now if need be) where none was set."""
-    values = ensure_local_secrets(settings.state_dir)
+    values = ensure_local_secrets(settings.state_dir, minio_root=minio_root)
     update = {
         "minio_access_key": values.minio_access_key,
         "minio_secret_key": values.minio_secret_key,
