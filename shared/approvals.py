@@ -104,8 +104,9 @@ class ApprovalVerifier:
             signature = base64.b64decode(event.signature, validate=True)
         except (binascii.Error, ValueError):
             raise ApprovalNotTrusted("the approval's signature is not base64") from None
+        verifier = eddsa.new(self._public_key(), _MODE)
         try:
-            eddsa.new(self._public_key(), _MODE).verify(signed_content(event), signature)
+            verifier.verify(signed_content(event), signature)
         except ValueError:
             raise ApprovalNotTrusted(
                 f"{event.pipeline} version {event.version} ({event.model.uri}, sha256 {event.model.sha256}): "

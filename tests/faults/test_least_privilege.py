@@ -18,6 +18,7 @@ from infra.minio_users import provision_users
 from services.deploy.rollout import server_environment
 from services.deploy.settings import DeploySettings
 from shared.access import WRITES, WrongCredentials, check_own_access
+from shared.approvals import PRIVATE_KEY, PUBLIC_KEY, ApprovalSigner
 from shared.secrets import ServiceKeys
 from shared.settings import Settings
 from shared.storage import ArtifactStore, minio_client
@@ -104,6 +105,15 @@ def test_ingest_cannot_overwrite_or_delete_the_registry_journal(
     body = minio_client(scoped).get_object(scoped.artifacts_bucket, journal_key)
     assert body.read() == b"{}"  # nothing changed; every service may still read it
     body.close()
+
+
+def test_only_the_registry_reads_its_signing_key(scoped: Settings, users: dict[str, ServiceKeys]) -> None:
+    registry = as_service(scoped, users["registry"])
+    ApprovalSigner(ArtifactStore.from_settings(registry), bucket=scoped.artifacts_bucket).load()
+    for service in sorted(set(WRITES) - {"registry"}):
+        client = minio_client(as_service(scoped, users[service]))
+        assert denied(lambda client=client: client.get_object(scoped.artifacts_bucket, PRIVATE_KEY)), service
+        client.get_object(scoped.artifacts_bucket, PUBLIC_KEY).close()  # the public half is everyone's
 
 
 def test_deploy_reads_models_but_cannot_write_them_and_servers_get_no_keys(
