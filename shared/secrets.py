@@ -134,7 +134,6 @@ def with_local_secrets(settings: S, *, minio_root: tuple[str, SecretStr] | None 
         "minio_access_key": values.minio_access_key,
         "minio_secret_key": values.minio_secret_key,
         "api_tokens": SecretStr(api_tokens_of(values)),
-        "api_token": values.approver_token,
     }
     return settings.model_copy(
         update={name: value for name, value in update.items() if name not in settings.model_fields_set}
@@ -180,7 +179,8 @@ class LocalSecretsSource(PydanticBaseSettingsSource):
             "minio_access_key": values.minio_access_key,
             "minio_secret_key": values.minio_secret_key.get_secret_value(),
             "api_tokens": api_tokens_of(values),
-            "api_token": values.approver_token.get_secret_value(),
+            # Not api_token: a service's settings are written into the environment of the processes
+            # it starts; clients read the token with approver_token() instead.
         }
 
     def _state_dir(self) -> Path:
