@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from infra import process
+from shared.secrets import WELL_KNOWN_SECRETS, is_loopback
 from shared.settings import Settings
 
 MODULE = "github.com/minio/minio"
@@ -85,6 +86,14 @@ def stop_minio(settings: Settings) -> bool:
 
 
 def _prepare(settings: Settings, data: Path) -> None:
-    """Make the binary and the data directory ready for a start."""
+    """Make the binary and the data directory ready for a start (never beyond loopback with known keys)."""
+    if (
+        not is_loopback(settings.minio_host)
+        and settings.minio_secret_key.get_secret_value() in WELL_KNOWN_SECRETS
+    ):
+        raise process.InfraError(
+            f"minio refuses to listen on {settings.minio_host} with a well-known root secret: "
+            "set CONVEYOR_MINIO_SECRET_KEY (or listen on 127.0.0.1 only)"
+        )
     ensure_binary(settings)
     data.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from infra import process
+from infra.minio_users import service_credentials
 from shared.settings import Settings
 
 # Registry first: evaluate asks it for the champion. Deploy next to last: it serves what the rest
@@ -40,7 +41,8 @@ def service_server(name: str, settings: Settings) -> process.Server:
         output=log,
         ready=lambda: _ready(name, settings, log=log, pidfile=run_dir / f"{name}.pid"),
         marker=f"services.{name}",
-        env={"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "True"},
+        # Its own MinIO user (least privilege), once `up` has provisioned them.
+        env={"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "True", **service_credentials(settings, name)},
     )
     return server
 

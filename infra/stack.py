@@ -10,6 +10,8 @@ from infra import process
 from infra.jaeger import jaeger_server
 from infra.kafka import kafka_server
 from infra.minio import minio_server
+from infra.minio_users import provision_local_users
+from shared.secrets import read_local_secrets, with_local_secrets
 from shared.settings import Settings
 
 # The repository's compose file; in Docker mode only its infrastructure services are used.
@@ -34,16 +36,28 @@ def servers(settings: Settings) -> list[process.Server]:
     )
 
 
-def up(settings: Settings, *, timeout: float = 120.0) -> None:
-    """Start every server that is not running and wait until each answers."""
+def up(settings: Settings, *, timeout: float = 120.0) -> Settings:
+    """Start every server that is not running and wait until each answers.
+
+    The first start of a state directory generates its secrets (shared.secrets); the settings
+    returned carry them wherever no CONVEYOR_* variable set a value.
+    """
+    data = settings.state_dir / "minio" / "data"
+    older = data.is_dir() and any(data.iterdir()) and read_local_secrets(settings.state_dir) is None
+    # MinIO data made before secrets.json existed keeps the root keys it was made with (loopback only).
+    settings = with_local_secrets(
+        settings, minio_root=(settings.minio_access_key, settings.minio_secret_key) if older else None
+    )
     if _docker_requested(settings):
         _compose(settings, "up", "--detach", *DOCKER_SERVICES)
         for server in servers(settings):
             if not process.wait_until(server.ready, timeout=timeout):
                 raise process.InfraError(f"{server.name} (docker) not ready within {timeout:.0f}s")
-        return
+        return settings
     for server in servers(settings):
         process.start(server, timeout=timeout)
+    provision_local_users(settings)  # each service its own MinIO user (shared.access)
+    return settings
 
 
 def down(settings: Settings) -> None:

@@ -36,6 +36,8 @@ class JsonFormatter(logging.Formatter):
         for key in ("correlation_id", "pipeline", "event_id"):
             if hasattr(record, key):
                 entry[key] = str(getattr(record, key))
+        if hasattr(record, "audit"):  # shared.auth's audit trail: who, when, what, why
+            entry["audit"] = record.audit
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)

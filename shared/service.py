@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
+from shared.access import check_own_access
 from shared.events import Event
 from shared.logs import configure_logging
 from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics, subscribe
@@ -84,6 +85,7 @@ def create_service_app(
 
     async def prepare() -> None:
         context.store.ensure_buckets()
+        check_own_access(context.store, context.settings, context.name)  # another's keys: stop here
         await ensure_topics(context.settings, topic_names)
 
     logger = logging.getLogger(f"conveyor.{context.name}")

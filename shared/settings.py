@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.secrets import WELL_KNOWN_MINIO_SECRET, WELL_KNOWN_TOKEN, LocalSecretsSource
 
 
 class Settings(BaseSettings):
@@ -37,7 +39,9 @@ class Settings(BaseSettings):
     )
     minio_access_key: str = "conveyor"
     # Local-development credential only; set CONVEYOR_MINIO_SECRET_KEY anywhere else.
-    minio_secret_key: SecretStr = SecretStr("conveyor-local-dev-secret")
+    # Without it, <state_dir>/secrets.json (written by the first `conveyor up`), else this value,
+    # which no service accepts beyond loopback (shared.secrets).
+    minio_secret_key: SecretStr = SecretStr(WELL_KNOWN_MINIO_SECRET)
     minio_secure: bool = False
     landing_bucket: str = "conveyor-landing"
     artifacts_bucket: str = "conveyor-artifacts"
@@ -71,12 +75,14 @@ class Settings(BaseSettings):
     deploy_url: str | None = Field(default=None, description="defaults to http://deploy_host:deploy_port")
 
     # Who may change things through the HTTP APIs: {"<token>": {"user": ..., "role": "approver"}}.
-    # The default is for local development only; set CONVEYOR_API_TOKENS anywhere else.
+    # Roles: reader, approver, operator, admin (shared.auth). Unset: the state directory's random
+    # admin token (secrets.json), else a well-known token that no service accepts beyond loopback.
     api_tokens: SecretStr = SecretStr(
-        '{"conveyor-local-approver": {"user": "local-approver", "role": "approver"}}'
+        f'{{"{WELL_KNOWN_TOKEN}": {{"user": "local-approver", "role": "approver"}}}}'
     )
 
-    # The token this client (the CLI, the SDK) presents to the HTTP APIs, when one is needed.
+    # The token this client (the CLI, the SDK) presents to the HTTP APIs, when one is needed;
+    # unset, the state directory's (shared.secrets.approver_token).
     api_token: SecretStr | None = None
 
     # Recorded in every model's lineage: the image the training service runs in, when it is one.
@@ -114,6 +120,19 @@ class Settings(BaseSettings):
     # Opt-in only: `make up` runs Kafka and MinIO as local processes unless a Docker engine answers
     # and this is set (CONVEYOR_USE_DOCKER=1).
     use_docker: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then CONVEYOR_* variables, then the state directory's generated secrets."""
+        local = LocalSecretsSource(settings_cls, init_settings, env_settings)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, local
 
     @property
     def bootstrap_servers(self) -> str:

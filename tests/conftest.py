@@ -28,7 +28,7 @@ def settings() -> Iterator[Settings]:
     settings = Settings()
     started_here = not all(entry.healthy for entry in stack.status(settings))
     if started_here:
-        stack.up(settings)
+        settings = stack.up(settings)  # with the state directory's generated secrets
     yield settings
     if started_here:
         stack.down(settings)

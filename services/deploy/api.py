@@ -1,4 +1,4 @@
-"""The deploy service's HTTP API: open reads, an authenticated rollback.
+"""The deploy service's HTTP API: open reads, a rollback for operators (audited).
 
 No ``from __future__ import annotations`` here: FastAPI must see the route annotations as
 objects, since the approver dependency is local to ``create_router``.
@@ -7,17 +7,18 @@ objects, since the approver dependency is local to ``create_router``.
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from services.deploy.deployments import Deployer, DeploymentView, NothingToRollBack
 from services.deploy.workers import ServingError
-from shared.auth import Principal, TokenBook
+from shared.auth import Principal, TokenBook, audit
 from shared.events import Event
 
 PipelinePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 _bearer = HTTPBearer(auto_error=False)
+ROLLBACK = "roll a deployment back"
 
 
 class Deployment(BaseModel):
@@ -60,8 +61,8 @@ def create_router(
     """Routes over ``deployer``; the ModelDeployed of a rollback is published with ``publish``."""
     router = APIRouter(prefix="/v1")
 
-    def approver(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-        return tokens.require(credentials, role="approver")
+    def operator(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+        return tokens.require(credentials, role="operator", action=ROLLBACK)
 
     def find(pipeline: str) -> DeploymentView:
         for view in deployer.views():
@@ -86,16 +87,24 @@ def create_router(
         responses={401: {}, 403: {}, 404: {}, 409: {}, 503: {}},
     )
     async def rollback(
-        pipeline: PipelinePath, principal: Annotated[Principal, Depends(approver)]
+        pipeline: PipelinePath,
+        principal: Annotated[Principal, Depends(operator)],
+        reason: Annotated[str, Query(max_length=1000, description="why, for the audit trail")] = "",
     ) -> Rollback:
-        """Serve the previously approved version again, without a failed request (approver role)."""
-        find(pipeline)
+        """Serve the previously approved version again, without a failed request (operator role)."""
         try:
+            find(pipeline)
             event = await deployer.rollback(pipeline)
+        except HTTPException as error:
+            audit(principal, action="rollback", target=pipeline, why=reason, outcome=str(error.detail))
+            raise
         except NothingToRollBack as error:
+            audit(principal, action="rollback", target=pipeline, why=reason, outcome=f"conflict: {error}")
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
         except ServingError as error:
+            audit(principal, action="rollback", target=pipeline, why=reason, outcome=f"failed: {error}")
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+        audit(principal, action="rollback", target=pipeline, why=reason, outcome=f"serves {event.version}")
         await publish(event)
         return Rollback(
             pipeline=pipeline,

@@ -22,6 +22,7 @@ from services.deploy.records import DeploymentRecords
 from services.deploy.rollout import Rollout
 from services.deploy.settings import DeploySettings
 from shared import topics
+from shared.access import check_own_access
 from shared.auth import TokenBook
 from shared.environments import DEFAULT_ENVIRONMENT
 from shared.health import add_health_routes
@@ -92,6 +93,7 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
         await rollout.spares.start()  # importing while the rest starts
         await asyncio.to_thread(load_store_code)
         await asyncio.to_thread(context.store.ensure_buckets)
+        await asyncio.to_thread(check_own_access, context.store, settings, NAME)
         await ensure_topics(settings, CONSUMED + PRODUCED)
         await deployer.load()
         watcher: asyncio.Task[None] | None = None

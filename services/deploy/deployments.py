@@ -13,7 +13,9 @@ from services.deploy.records import ApprovedVersion, DeploymentRecord, Deploymen
 from services.deploy.rollout import Rollout
 from services.deploy.settings import DeploySettings
 from services.deploy.workers import ServingError, port_in_use
+from shared.approvals import ApprovalNotTrusted, ApprovalVerifier
 from shared.events import DeploymentFailed, Event, ModelDeployed, ServableVersion
+from shared.messaging.errors import RefusedMessage
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
 
@@ -58,6 +60,8 @@ class Deployer:
         self._rollout = rollout
         self.records: dict[str, DeploymentRecord] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Only the registry approves: its signature is checked before anything is served.
+        self._approvals = ApprovalVerifier(store, bucket=settings.artifacts_bucket)
 
     async def load(self) -> None:
         """Read the deployment records from MinIO."""
@@ -80,6 +84,7 @@ class Deployer:
 
     async def approve(self, event: ServableVersion) -> Event | None:
         """Serve a version approved for or promoted to this environment (once), or say why it cannot be."""
+        await self._trust(event)
         async with self._locks[event.pipeline]:
             record = self.records.get(event.pipeline)
             try:
@@ -95,6 +100,18 @@ class Deployer:
                     event, producer=PRODUCER, version=event.version, reason=str(error)[:MAX_REASON]
                 )
             return self._deployed(event, record) if event.deployment.realtime else None
+
+    async def _trust(self, event: ServableVersion) -> None:
+        """Refuse an approval the registry did not sign: DeploymentFailed, then the dead-letter topic."""
+        try:
+            await asyncio.to_thread(self._approvals.verify, event)
+        except ApprovalNotTrusted as refused:
+            log.error("refusing %s version %d: %s", event.pipeline, event.version, refused)
+            reason = f"ApprovalNotTrusted: {refused}"[:MAX_REASON]
+            failed = DeploymentFailed.caused_by(
+                event, producer=PRODUCER, version=event.version, reason=reason
+            )
+            raise RefusedMessage(reason, outputs=[failed]) from None
 
     async def rollback(self, pipeline: str) -> ModelDeployed:
         """Serve the version approved before the active one again."""

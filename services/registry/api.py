@@ -20,12 +20,13 @@ from services.registry.api_models import (
 )
 from services.registry.model_group import ModelGroup, TransitionError, UnknownEnvironmentError
 from services.registry.registry import Registry
-from shared.auth import Principal, TokenBook, credentials_first
+from shared.auth import Principal, TokenBook, audit, credentials_first
 from shared.events import Event, VersionStatus
 
 PipelinePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 VersionPath = Annotated[int, Path(ge=1)]
 _bearer = HTTPBearer(auto_error=False)
+DECIDE = "approve or reject a model version"
 
 
 def create_router(
@@ -33,7 +34,7 @@ def create_router(
 ) -> APIRouter:
     """Routes over ``registry``; decisions are published with ``publish``."""
     router = APIRouter(prefix="/v1")
-    decisions = APIRouter(route_class=credentials_first(tokens, role="approver"))
+    decisions = APIRouter(route_class=credentials_first(tokens, role="approver", action=DECIDE))
 
     def group_of(pipeline: str) -> ModelGroup:
         try:
@@ -44,7 +45,7 @@ def create_router(
     def approver(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        return tokens.require(credentials, role="approver")
+        return tokens.require(credentials, role="approver", action=DECIDE)
 
     @router.get("/groups", response_model=list[GroupSummary], tags=["read"])
     async def list_groups() -> list[GroupSummary]:
@@ -114,15 +115,18 @@ def create_router(
     async def decide(
         pipeline: str, version: int, request: DecisionRequest, principal: Principal, *, approve: bool
     ) -> VersionDetail:
-        group_of(pipeline)
+        action, target = ("approve" if approve else "reject"), f"{pipeline} version {version}"
         try:
             decided, event = await registry.decide(
                 pipeline, version, approve=approve, by=principal.user, comment=request.comment
             )
         except LookupError as error:
+            audit(principal, action=action, target=target, why=request.comment, outcome=f"not found: {error}")
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
         except TransitionError as error:
+            audit(principal, action=action, target=target, why=request.comment, outcome=f"conflict: {error}")
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        audit(principal, action=action, target=target, why=request.comment, outcome="done")
         await publish(event)
         return VersionDetail.of(registry.group(pipeline), decided)
 

@@ -16,6 +16,8 @@ from services.registry.handlers import register_handlers
 from services.registry.journal_store import JournalStore
 from services.registry.registry import Registry
 from shared import topics
+from shared.access import check_own_access
+from shared.approvals import ApprovalSigner
 from shared.auth import TokenBook
 from shared.health import add_health_routes
 from shared.messaging import ensure_topics
@@ -34,16 +36,15 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     context = context or build_context(NAME, settings)
     specs = SpecStore(context.store, bucket=settings.artifacts_bucket)
     journal = JournalStore(context.store, bucket=settings.artifacts_bucket)
-    registry = Registry(
-        journal=journal,
-        store=context.store,
-        spec_of=specs.get,
-    )
+    signer = ApprovalSigner(context.store, bucket=settings.artifacts_bucket)
+    registry = Registry(journal=journal, store=context.store, spec_of=specs.get, signer=signer)
     register_handlers(context, registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(context.store.ensure_buckets)
+        await asyncio.to_thread(check_own_access, context.store, settings, NAME)
+        await asyncio.to_thread(signer.load)  # the key pair that signs every ModelApproved
         await ensure_topics(settings, CONSUMED + PRODUCED)
         await _load_while_joining(registry, context)
         app.state.ready = True

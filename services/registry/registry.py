@@ -23,6 +23,7 @@ from services.registry.journal import (
 )
 from services.registry.journal_store import JournalStore
 from services.registry.model_group import ModelGroup, ModelVersion
+from shared.approvals import ApprovalSigner
 from shared.environments import find_environment, next_environment
 from shared.events import (
     Event,
@@ -56,11 +57,14 @@ class Registry:
         store: ArtifactStore,
         spec_of: Callable[[str, str], PipelineSpec],
         clock: Callable[[], datetime] = _now,
+        signer: ApprovalSigner | None = None,
     ) -> None:
         self._journal = journal
         self._store = store
         self._spec_of = spec_of
         self._clock = clock
+        # Without one (tests of the registry alone) approvals go unsigned, and no deploy service serves them.
+        self._signer = signer
         self._lock = asyncio.Lock()
         # Set once the journal is loaded: a change asked for before (Kafka may deliver while the
         # journal still loads) waits, rather than numbering versions from an empty state.
@@ -198,8 +202,9 @@ class Registry:
     def _promoted_event(
         self, group: ModelGroup, version: ModelVersion, promotion: VersionPromoted, *, cause_id: UUID
     ) -> ModelPromoted:
+        """The promotion as an event, signed as the registry signs approvals."""
         candidate = version.registered.candidate
-        return ModelPromoted(
+        promoted = ModelPromoted(
             event_id=promotion.event_id,
             occurred_at=promotion.at,
             correlation_id=candidate.correlation_id,
@@ -217,6 +222,7 @@ class Registry:
             promoted_by=promotion.by,
             comment=promotion.comment,
         )
+        return self._signer.sign(promoted) if self._signer else promoted
 
     async def _apply_policy(self, group: ModelGroup, version: ModelVersion) -> None:
         if version.status != "PendingManualApproval":
@@ -256,19 +262,18 @@ class Registry:
             "run_id": candidate.run_id,
         }
         if version.status == "Approved":
-            return [
-                ModelApproved(
-                    model=candidate.model,
-                    metrics=candidate.metrics,
-                    lineage=candidate.lineage_summary,
-                    deployment=version.registered.deployment,
-                    approved_by=decision.by,
-                    comment=decision.comment,
-                    environment=version.registered.environments[0].name,
-                    event_id=uuid5(cause_id, "ModelApproved"),
-                    **chain,
-                )
-            ]
+            approved = ModelApproved(
+                model=candidate.model,
+                metrics=candidate.metrics,
+                lineage=candidate.lineage_summary,
+                deployment=version.registered.deployment,
+                approved_by=decision.by,
+                comment=decision.comment,
+                environment=version.registered.environments[0].name,
+                event_id=uuid5(cause_id, "ModelApproved"),
+                **chain,
+            )
+            return [self._signer.sign(approved) if self._signer else approved]
         return [
             ModelRejected(
                 reason=decision.comment or "rejected",

@@ -7,8 +7,11 @@ from functools import cached_property
 
 import click
 
+from shared.auth import Principal, Role, RoleRefused, TokenBook, audit
+from shared.cli.output import UserError
 from shared.clients.datasets import DatasetClient
 from shared.clients.registry import RegistryClient
+from shared.secrets import approver_token
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
@@ -35,8 +38,22 @@ class CliContext:
 
     def registry(self, token: str | None = None) -> RegistryClient:
         """A client of the registry's API (with a bearer token when one is given or configured)."""
-        configured = self.settings.api_token.get_secret_value() if self.settings.api_token else None
-        return RegistryClient(self.settings.registry_base_url, token=token or configured)
+        return RegistryClient(self.settings.registry_base_url, token=token or approver_token(self.settings))
+
+    def require(self, role: Role, *, action: str, target: str, token: str | None = None) -> Principal:
+        """The caller, for a command that goes to Kafka directly, if its token holds ``role`` (audited).
+
+        The token is checked against CONVEYOR_API_TOKENS (this machine's secrets.json when unset);
+        Kafka ACLs, not this check, are what hold against a client that skips the CLI.
+        """
+        try:
+            principal = TokenBook.from_secret(self.settings.api_tokens).check(
+                token or approver_token(self.settings), role=role, action=action
+            )
+        except RoleRefused as refused:
+            raise UserError(f"{refused} (set CONVEYOR_API_TOKEN or --token)") from None
+        audit(principal, action=action, target=target, outcome="requested")
+        return principal
 
     def datasets(self, token: str | None = None) -> DatasetClient:
         """A client of the registry's dataset routes (they all need a token)."""

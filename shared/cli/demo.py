@@ -103,7 +103,7 @@ def demo(cli: CliContext, timeout: float) -> None:
     with contextlib.redirect_stdout(sys.stderr) if cli.json_output else contextlib.nullcontext():
         try:
             with console.status("starting Kafka, MinIO and the services (a first start builds them)"):
-                infrastructure.up(cli.settings)
+                cli.settings = infrastructure.up(cli.settings)
                 start_services(cli.settings)
         except InfraError as error:
             raise UserError(str(error)) from None

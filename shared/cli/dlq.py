@@ -84,9 +84,13 @@ def list_letters(cli: CliContext, topic: str, reason: str | None) -> None:
 @click.argument("topic")
 @click.option("--reason", type=REASON_CHOICE, help="Only letters dead-lettered for this reason.")
 @click.option("--limit", type=click.IntRange(min=1), help="Replay at most this many letters (oldest first).")
+@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An operator's bearer token.")
 @pass_cli
-def replay_letters(cli: CliContext, topic: str, reason: str | None, limit: int | None) -> None:
+def replay_letters(
+    cli: CliContext, topic: str, reason: str | None, limit: int | None, token: str | None
+) -> None:
     """Re-publish TOPIC's dead letters (original bytes, key and headers) to their source topic, once."""
+    cli.require("operator", action="replay dead letters", target=topic, token=token)
     reasons = [reason] if reason else [*REASONS, UNKNOWN_REASON]
     replayed: list[Letter] = _run(cli, replay(cli.settings, topic, reasons=reasons, limit=limit))
     if cli.json_output:

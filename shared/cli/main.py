@@ -14,7 +14,7 @@ from shared.cli.init import init
 from shared.cli.models import models
 from shared.cli.pipeline import pipeline
 from shared.cli.serving import batch, deployments, predict
-from shared.cli.stack import down, status, up
+from shared.cli.stack import down, status, token, up
 from shared.settings import Settings
 
 
@@ -26,7 +26,23 @@ def cli(ctx: click.Context, json_output: bool) -> None:
     ctx.obj = CliContext(settings=Settings(), json_output=json_output)
 
 
-for group in (up, down, status, demo, pipeline, data, models, predict, batch, deployments, events, docs, dlq):
+COMMANDS = (
+    up,
+    down,
+    status,
+    token,
+    demo,
+    pipeline,
+    data,
+    models,
+    predict,
+    batch,
+    deployments,
+    events,
+    docs,
+    dlq,
+)
+for group in COMMANDS:
     cli.add_command(group)
 cli.add_command(init)
 

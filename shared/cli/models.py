@@ -89,7 +89,9 @@ def show(cli: CliContext, pipeline: str, version: int) -> None:
 @click.argument("pipeline")
 @click.argument("version", type=int)
 @click.option("--comment", default="", help="Why, for the audit trail.")
-@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An approver's bearer token.")
+@click.option(
+    "--token", envvar="CONVEYOR_API_TOKEN", help="An approver's bearer token (default: `conveyor token`)."
+)
 @pass_cli
 @registry_errors
 def approve(cli: CliContext, pipeline: str, version: int, comment: str, token: str | None) -> None:
@@ -101,7 +103,9 @@ def approve(cli: CliContext, pipeline: str, version: int, comment: str, token: s
 @click.argument("pipeline")
 @click.argument("version", type=int)
 @click.option("--comment", default="", help="Why, for the audit trail.")
-@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An approver's bearer token.")
+@click.option(
+    "--token", envvar="CONVEYOR_API_TOKEN", help="An approver's bearer token (default: `conveyor token`)."
+)
 @pass_cli
 @registry_errors
 def reject(cli: CliContext, pipeline: str, version: int, comment: str, token: str | None) -> None:

@@ -19,13 +19,13 @@ from shared.clients.registry import ApiError
 from shared.clients.serving import PredictionClient, PredictionError
 from shared.events import BatchPredictionCompleted, BatchPredictionFailed, BatchPredictionRequested
 from shared.messaging import KafkaEventPublisher, TransientError, create_broker
+from shared.secrets import approver_token
 
 api_errors = user_errors(ApiError, TransientError, PredictionError)
 
 
 def _deploy(cli: CliContext, token: str | None = None) -> DeployClient:
-    configured = cli.settings.api_token.get_secret_value() if cli.settings.api_token else None
-    return DeployClient(cli.settings.deploy_base_url, token=token or configured)
+    return DeployClient(cli.settings.deploy_base_url, token=token or approver_token(cli.settings))
 
 
 @click.group(invoke_without_command=True)
@@ -54,13 +54,14 @@ def list_deployments(cli: CliContext) -> None:
 
 @deployments.command()
 @click.argument("pipeline")
-@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An approver's bearer token.")
+@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An operator's bearer token.")
+@click.option("--reason", default="", help="Why, for the audit trail.")
 @pass_cli
 @api_errors
-def rollback(cli: CliContext, pipeline: str, token: str | None) -> None:
+def rollback(cli: CliContext, pipeline: str, token: str | None, reason: str) -> None:
     """Serve PIPELINE's previously approved version again, without failing a request."""
     with console.status(f"rolling {pipeline} back"):
-        outcome = _deploy(cli, token).rollback(pipeline)
+        outcome = _deploy(cli, token).rollback(pipeline, reason=reason)
     if cli.json_output:
         print_json(outcome)
     else:
@@ -99,11 +100,19 @@ def predict(cli: CliContext, pipeline: str, rows: tuple[str, ...], file: Path | 
 @click.option(
     "--environment", default="production", show_default=True, help="The deploy service that scores."
 )
+@click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An operator's bearer token.")
 @pass_cli
 def batch(
-    cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float, environment: str
+    cli: CliContext,
+    pipeline: str,
+    source: str,
+    version: int | None,
+    timeout: float,
+    environment: str,
+    token: str | None,
 ) -> None:
-    """Score SOURCE (a local .csv/.parquet file, or an s3:// URI) with PIPELINE's model."""
+    """Score SOURCE (a local .csv/.parquet file, or an s3:// URI) with PIPELINE's model (operator role)."""
+    cli.require("operator", action="run a batch job", target=f"{pipeline} {source}", token=token)
     if not source.startswith("s3://"):
         path = Path(source)
         if not path.is_file():

@@ -25,13 +25,14 @@ class DeployClient:
         """One pipeline's endpoint and versions."""
         return dict(self._request("GET", f"/v1/deployments/{pipeline}"))
 
-    def rollback(self, pipeline: str) -> dict[str, Any]:
-        """Serve the previously approved version again (needs an approver token)."""
-        return dict(self._request("POST", f"/v1/deployments/{pipeline}/rollback"))
+    def rollback(self, pipeline: str, *, reason: str = "") -> dict[str, Any]:
+        """Serve the previously approved version again (needs an operator token); ``reason`` is audited."""
+        params = {"reason": reason} if reason else None
+        return dict(self._request("POST", f"/v1/deployments/{pipeline}/rollback", params=params))
 
-    def _request(self, method: str, path: str) -> Any:
+    def _request(self, method: str, path: str, *, params: dict[str, str] | None = None) -> Any:
         try:
-            response = self._client.request(method, path)
+            response = self._client.request(method, path, params=params)
         except httpx.TransportError as error:
             raise TransientError(f"deploy service unreachable at {self._client.base_url}: {error}") from error
         if response.status_code >= 500 and response.status_code != 503:

@@ -39,6 +39,9 @@ class ServableVersion(Event):
     metrics: dict[Name, float]
     lineage: LineageSummary
     deployment: DeploymentTarget
+    # The registry's Ed25519 signature (base64) over what decides what is served, and where
+    # (shared.approvals): the deploy service serves no approval or promotion without it.
+    signature: str = Field(default="", max_length=200)
 
 
 class ModelApproved(ServableVersion):

@@ -154,6 +154,8 @@ class _SafeConsumer:
             except Exception as error:
                 if not is_transient(error):
                     log.exception("handler %s failed permanently", self.handler.__name__)
+                    # A refusal's own event (e.g. DeploymentFailed) first, so whoever follows sees why.
+                    await self._publish_all(getattr(error, "outputs", ()))
                     await self._dead_letter(message, "processing_error", error, attempts=attempt)
                     return
                 if attempt == self.retry.attempts:

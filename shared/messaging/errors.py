@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 from minio.error import S3Error, ServerError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -9,6 +12,14 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 class PermanentError(Exception):
     """Processing this message can never succeed; retrying would only repeat the failure."""
+
+
+class RefusedMessage(PermanentError):
+    """Refused on purpose: ``outputs`` (a failure event) are published, then the message dead-lettered."""
+
+    def __init__(self, message: str, *, outputs: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.outputs = tuple(outputs)
 
 
 class TransientError(Exception):

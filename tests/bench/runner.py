@@ -61,7 +61,7 @@ async def run_all(chosen: list[str], *, quick: bool, keep: bool) -> int:
     settings = bench_settings()
     started_here = not all(entry.healthy for entry in infra_stack.status(settings))
     if started_here:
-        infra_stack.up(settings)
+        settings = infra_stack.up(settings)
     context = BenchContext(settings=settings, work_dir=settings.state_dir / "bench", quick=quick)
     results_dir = results_path(settings.state_dir, quick=quick)
     began = time.perf_counter()

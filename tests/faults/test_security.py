@@ -153,7 +153,8 @@ async def test_a_pickle_with_a_matching_digest_is_never_loaded(
     failed = await stack.watcher.wait_for(
         DeploymentFailed, ModelDeployed, correlation_id=approved.correlation_id
     )
-    assert isinstance(failed, DeploymentFailed) and "UntrustedModelError" in failed.reason, failed
+    # The forged approval is refused before its artifact is even read (shared.approvals).
+    assert isinstance(failed, DeploymentFailed) and "ApprovalNotTrusted" in failed.reason, failed
     assert not sentinel.exists(), "a service unpickled the artifact: its code ran"
 
 

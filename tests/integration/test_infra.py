@@ -48,8 +48,7 @@ def infra_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def running(infra_settings: Settings) -> Iterator[Settings]:
     """Both servers up for the module; stopped afterwards whatever happened."""
     try:
-        infra.up(infra_settings)
-        yield infra_settings
+        yield infra.up(infra_settings)  # with the secrets generated for the new state directory
     finally:
         infra.down(infra_settings)
 

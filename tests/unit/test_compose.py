@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import re
 import shlex
 import shutil
@@ -579,15 +580,70 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     assert not patterns & needed, f".dockerignore excludes what the image needs: {patterns & needed}"
 
 
-# --- 6. the real parser ---------------------------------------------------------------------------
+# --- 6. secrets: required, never shipped -----------------------------------------------------------
+
+SECRET_VARIABLES = ("CONVEYOR_MINIO_ACCESS_KEY", "CONVEYOR_MINIO_SECRET_KEY", "CONVEYOR_API_TOKENS")
+_REQUIRED = re.compile(r"^\$\{(\w+):\?[^}]+\}$")
 
 
-def _compose(*args: str) -> subprocess.CompletedProcess[str]:
+def _secret_values(compose: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(service, variable, raw value) of every credential any container gets."""
+    names = {*SECRET_VARIABLES, "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
+    return [
+        (service_name, key, value or "")
+        for service_name, service in compose["services"].items()
+        for key, value in _environment(service).items()
+        if key in names
+    ]
+
+
+def test_every_credential_is_required_from_the_environment(compose: dict[str, Any]) -> None:
+    found = _secret_values(compose)
+    assert {key for _, key, _ in found} >= {*SECRET_VARIABLES, "MINIO_ROOT_PASSWORD"}
+    for service_name, key, value in found:
+        required = _REQUIRED.match(value)
+        assert required and required.group(1) in SECRET_VARIABLES, (
+            f"{service_name}: {key}={value!r} is not ${{CONVEYOR_...:?why}}: compose starts without it"
+        )
+
+
+def test_no_well_known_secret_is_in_the_file() -> None:
+    from shared.secrets import WELL_KNOWN_SECRETS
+
+    text = COMPOSE_FILE.read_text()
+    assert [secret for secret in WELL_KNOWN_SECRETS if secret in text] == []
+
+
+@pytest.mark.parametrize("name", ["registry", "deploy"])
+def test_the_http_services_get_the_api_tokens(compose: dict[str, Any], name: str) -> None:
+    assert "CONVEYOR_API_TOKENS" in _environment(_service(compose, name)), (
+        f"{name} listens on 0.0.0.0: without CONVEYOR_API_TOKENS it would refuse to start"
+    )
+
+
+# --- 7. the real parser ---------------------------------------------------------------------------
+
+# What a user puts in .env (`conveyor token --env`); compose refuses the file without them.
+TEST_SECRETS = {
+    "CONVEYOR_MINIO_ACCESS_KEY": "compose-test",
+    "CONVEYOR_MINIO_SECRET_KEY": "compose-test-secret",
+    "CONVEYOR_API_TOKENS": '{"t": {"user": "u", "role": "admin"}}',
+}
+
+
+def _compose(*args: str, secrets: bool = True) -> subprocess.CompletedProcess[str]:
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("docker is not on PATH: `docker compose config` not run")
+    env = {k: v for k, v in os.environ.items() if k not in TEST_SECRETS}
     return subprocess.run(
-        [docker, "compose", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+        [docker, "compose", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**env, **TEST_SECRETS} if secrets else env,
     )
 
 
@@ -598,6 +654,8 @@ def test_docker_compose_config_accepts_the_file(compose: dict[str, Any]) -> None
     if result.returncode != 0 and "Cannot connect to the Docker daemon" in result.stderr:
         pytest.skip("this docker compose needs an engine even for `config`")
     assert result.returncode == 0, f"docker compose config rejected the file:\n{result.stderr}"
+    missing = _compose("-f", str(COMPOSE_FILE), "config", "-q", secrets=False)
+    assert missing.returncode != 0 and "CONVEYOR_" in missing.stderr, "compose started without secrets"
     # compose's own reading of the anchors and merge keys must match the one checked above.
     resolved = json.loads(_compose("-f", str(COMPOSE_FILE), "config", "--format", "json").stdout)
     for name in SERVICES:

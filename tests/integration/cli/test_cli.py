@@ -129,3 +129,15 @@ def test_docs_writes_the_event_contracts_page(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     html = page.read_text()
     assert "Conveyor events" in html and "conveyor.model.approved" in html
+
+
+def test_commands_that_go_to_kafka_directly_check_the_operator_role(tmp_path: Path) -> None:
+    tokens = '{"reader-t": {"user": "rita", "role": "reader"}}'
+    data = tmp_path / "rows.csv"
+    data.write_text("a\n1\n")
+    unknown = run("dlq", "replay", "conveyor.data.arrived", env={"CONVEYOR_API_TOKEN": "guess"}, timeout=120)
+    assert_user_error(unknown, "unknown token to replay dead letters")
+    env = {"CONVEYOR_API_TOKENS": tokens, "CONVEYOR_API_TOKEN": "reader-t"}
+    reader = run("batch", "churn", str(data), env=env, timeout=120)
+    assert_user_error(reader, "user 'rita' (role 'reader') lacks the 'operator' role")
+    assert "reader-t" not in reader.stderr + reader.stdout  # the token itself is never printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaProducer
 from minio import Minio
+from pydantic import SecretStr
 
 from services.deploy.app import CONSUMED, PRODUCED
 from services.deploy.settings import DeploySettings
@@ -20,6 +22,8 @@ from shared.storage import ArtifactStore, minio_client
 from tests.integration.deploy.service_process import DeployProcess, cleanup, wait_gone
 from tests.integration.kafka_tools import start_group_at_end
 from tests.integration.processes import free_port, free_port_range
+
+APPROVER_TOKEN, OPERATOR_TOKEN = "deploy-test-approver", "deploy-test-operator"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,14 @@ def deploy_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
             "capture_flush_interval_s": 0.2,
             "capture_batch_size": 100,
             "serving_ready_timeout_s": 90.0,
+            "api_tokens": SecretStr(
+                json.dumps(
+                    {
+                        APPROVER_TOKEN: {"user": "test-approver", "role": "approver"},
+                        OPERATOR_TOKEN: {"user": "test-operator", "role": "operator"},
+                    }
+                )
+            ),
         }
     )
 

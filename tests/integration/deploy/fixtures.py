@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from shared.approvals import ApprovalSigner
 from shared.events import (
     ArtifactRef,
     DeploymentTarget,
@@ -104,6 +105,8 @@ class Published:
     spec: PipelineSpec
     lineage_uri: str
     model: ArtifactRef
+    # The registry's key pair in the bucket (created as the registry's first start would).
+    signer: ApprovalSigner
 
 
 def store_training_outputs(
@@ -141,12 +144,14 @@ def store_training_outputs(
     model = store.put(ObjectLocation(bucket, f"{prefix}/models/v{version}/model.skops"), artifact)
     lineage = _lineage(spec, splits=splits, numeric=numeric, categorical=categorical, version=version)
     lineage_ref = store.put(ObjectLocation(bucket, f"{prefix}/models/v{version}/lineage.json"), lineage)
-    return Published(spec=spec, lineage_uri=lineage_ref.uri, model=model)
+    signer = ApprovalSigner(store, bucket=bucket)
+    signer.load()
+    return Published(spec=spec, lineage_uri=lineage_ref.uri, model=model, signer=signer)
 
 
 def approval(published: Published, *, version: int, model: ArtifactRef | None = None) -> ModelApproved:
-    """The ModelApproved the registry would publish for ``published``."""
-    return ModelApproved.first(
+    """The ModelApproved the registry would publish for ``published``, signed as the registry signs."""
+    event = ModelApproved.first(
         producer="registry",
         pipeline=published.spec.name,
         version=version,
@@ -157,6 +162,7 @@ def approval(published: Published, *, version: int, model: ArtifactRef | None = 
         deployment=DeploymentTarget(realtime=True, batch=True),
         approved_by="test",
     )
+    return published.signer.sign(event)
 
 
 def _summary(published: Published, *, version: int) -> Any:

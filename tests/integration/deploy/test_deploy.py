@@ -43,7 +43,7 @@ from shared.events import (
 )
 from shared.storage import minio_client
 from shared.uris import ObjectLocation
-from tests.integration.deploy.conftest import DeployStack
+from tests.integration.deploy.conftest import APPROVER_TOKEN, OPERATOR_TOKEN, DeployStack
 from tests.integration.deploy.fixtures import (
     DRIFT_THRESHOLD,
     DRIFT_WINDOW,
@@ -62,7 +62,8 @@ from tests.integration.deploy.service_process import wait_gone
 
 pytestmark = pytest.mark.infra
 
-APPROVER = {"Authorization": "Bearer conveyor-local-approver"}
+APPROVER = {"Authorization": f"Bearer {APPROVER_TOKEN}"}
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 @dataclass
@@ -268,12 +269,16 @@ async def test_a_new_version_rolls_out_under_load_and_rolls_back(
 
     async with httpx.AsyncClient(base_url=deploy_stack.service.url, timeout=120) as control:
         assert (await control.post(f"/v1/deployments/{live.pipeline}/rollback")).status_code == 401
-        rolled = await control.post(f"/v1/deployments/{live.pipeline}/rollback", headers=APPROVER)
+        not_operator = await control.post(f"/v1/deployments/{live.pipeline}/rollback", headers=APPROVER)
+        assert not_operator.status_code == 403, not_operator.text  # rollback is the operator's
+        rolled = await control.post(
+            f"/v1/deployments/{live.pipeline}/rollback", params={"reason": "test"}, headers=OPERATOR
+        )
         assert rolled.status_code == 200, rolled.text
         assert rolled.json()["version"] == 1
         await _until(lambda: stream.flat[-1][1] == 1, timeout=30, what="answers from version 1 again")
         await stream.stop()
-        again = await control.post(f"/v1/deployments/{live.pipeline}/rollback", headers=APPROVER)
+        again = await control.post(f"/v1/deployments/{live.pipeline}/rollback", headers=OPERATOR)
         assert again.status_code == 409
         listed = (await control.get("/v1/deployments")).json()
 

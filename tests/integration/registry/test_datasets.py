@@ -36,7 +36,7 @@ from tests.integration.processes import ServiceProcess, free_port
 pytestmark = pytest.mark.infra
 
 TOKENS = (
-    '{"reader-token": {"user": "dana", "role": "viewer"},'
+    '{"reader-token": {"user": "dana", "role": "reader"},'
     ' "approver-token": {"user": "alice", "role": "approver"}}'
 )
 CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
@@ -121,7 +121,7 @@ async def test_a_checkout_is_the_exact_version_and_is_audited(
 
     audit = (await client.get(f"/v1/datasets/{pipeline}/audit", headers=reader())).json()
     assert [(a["user"], a["role"], a["dataset_version"], a["reason"]) for a in audit] == [
-        ("dana", "viewer", first, "audit Q3"),
+        ("dana", "reader", first, "audit Q3"),
         ("alice", "approver", second, "retrain"),
     ]
     assert audit[0]["checkout_id"] == older.headers["X-Conveyor-Checkout-Id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -36,7 +37,8 @@ pytestmark = pytest.mark.infra
 TOKENS = TokenBook.from_secret(
     SecretStr(
         '{"approver-token": {"user": "alice", "role": "approver"},'
-        ' "viewer-token": {"user": "victor", "role": "viewer"}}'
+        ' "viewer-token": {"user": "victor", "role": "reader"},'
+        ' "operator-token": {"user": "olga", "role": "operator"}}'
     )
 )
 APPROVER = {"Authorization": "Bearer approver-token"}
@@ -182,8 +184,9 @@ async def test_failed_gates_reject_whatever_the_policy(store: ArtifactStore, buc
 
 
 async def test_manual_approval_needs_an_approver_token_and_only_pending_versions_change(
-    store: ArtifactStore, bucket: str, api: Api
+    store: ArtifactStore, bucket: str, api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="conveyor.audit")
     registry, client, published = api
     spec = apply_spec(store, bucket, new_pipeline(), approval="manual")
     events = await registry.register(candidate(store, bucket, spec))
@@ -200,6 +203,10 @@ async def test_manual_approval_needs_an_approver_token_and_only_pending_versions
     assert bad_token.status_code == 401
     viewer = await client.post(f"{path}/approve", json={}, headers={"Authorization": "Bearer viewer-token"})
     assert viewer.status_code == 403
+    operator = await client.post(
+        f"{path}/reject", json={}, headers={"Authorization": "Bearer operator-token"}
+    )
+    assert operator.status_code == 403 and "lacks the 'approver' role" in operator.text
     assert published == []
 
     approved = await client.post(f"{path}/approve", json={"comment": "ship it"}, headers=APPROVER)
@@ -207,6 +214,12 @@ async def test_manual_approval_needs_an_approver_token_and_only_pending_versions
     body = approved.json()
     assert body["status"] == "Approved"
     assert body["audit"][-1]["by"] == "alice" and body["audit"][-1]["comment"] == "ship it"
+    audits = [record.audit for record in caplog.records if hasattr(record, "audit")]
+    done = {"user": "alice", "action": "approve", "why": "ship it", "outcome": "done"}
+    assert any(done.items() <= entry.items() for entry in audits), audits
+    assert any(entry["user"] is None and entry["outcome"].startswith("refused") for entry in audits)
+    assert any(entry["user"] == "olga" and "approver" in entry["outcome"] for entry in audits)
+    assert not [t for t in ("approver-token", "operator-token", "viewer-token") if t in caplog.text]
     assert len(published) == 1 and isinstance(published[0], ModelApproved)
     assert published[0].approved_by == "alice"
 

@@ -67,6 +67,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "deployment": DeploymentTarget(realtime=True, batch=True),
     "approved_by": "auto",
     "comment": "",
+    "signature": "",
     "rejected_by": "alice",
     "promoted_by": "pat",
     "from_environment": "staging",
