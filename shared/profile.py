@@ -114,6 +114,11 @@ def as_categories(values: pd.Series) -> pd.Series:
     return values.astype(object).map(_category_key).astype(object)
 
 
+def category_key(value: object) -> object:
+    """One value as its category string, as ``as_categories`` spells it; missing is NaN."""
+    return _category_key(value)
+
+
 def population_stability_index(feature: FeatureProfile, values: pd.Series) -> float:
     """PSI of ``values`` against the profiled distribution of one feature."""
     if feature.kind == "numeric":

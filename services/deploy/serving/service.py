@@ -29,7 +29,7 @@ from services.deploy.serving.endpoint import (
     LoadedModel,
     as_batch,
     join_feedback,
-    request_frame,
+    request_inputs,
     respond,
     worker_of,
 )
@@ -125,7 +125,7 @@ class PredictionService:
         served.in_flight += 1
         try:
             batch = as_batch(rows)
-            predicted = await served.predict(request_frame(served.loaded, batch))
+            predicted = await served.predict(request_inputs(served.loaded, batch))
             return respond(served.loaded, batch, predicted, monitor=served.monitor, worker=self.worker)
         finally:
             served.in_flight -= 1
@@ -175,7 +175,13 @@ class PredictionService:
     def performance(self) -> dict[str, Any]:
         """The active version's live figures on this worker, and its model calls."""
         active = self.versions.active
-        return {**active.monitor.performance(), "model_calls": active.calls, "worker": self.worker}
+        runtime = active.loaded.card.runtime.model_dump(mode="json")
+        return {
+            **active.monitor.performance(),
+            "model_calls": active.calls,
+            "worker": self.worker,
+            "runtime": runtime,
+        }
 
     def _served(self, loaded: LoadedModel, correlation_id: UUID) -> Served:
         monitor = Monitor(
