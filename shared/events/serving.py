@@ -17,7 +17,8 @@ class ServingRuntime(Frozen):
     """Which runtime computes a version's predictions, and why that one."""
 
     name: Literal["sklearn", "onnxruntime"] = Field(
-        default="sklearn", description="onnxruntime only where proven equal to scikit-learn on the test split."
+        default="sklearn",
+        description="onnxruntime only where proven equal to scikit-learn on the test split.",
     )
     reason: Text = Field(default="", description="The proof, or why the version serves with scikit-learn.")
 
