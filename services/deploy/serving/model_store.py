@@ -40,7 +40,8 @@ def save_model(card: ModelCard, data: bytes, warmup: Warmup, *, onnx: bytes | No
     if stored is not None:
         bentoml.models.delete(tag)
     labels = {"pipeline": card.pipeline, "version": str(card.version), "format": "skops"}
-    metadata = {CARD_KEY: card.model_dump(mode="json")}
+    # BentoML takes no None in metadata: unset fields (an ONNX digest of a scikit-learn version) are left out.
+    metadata = {CARD_KEY: card.model_dump(mode="json", exclude_none=True)}
     with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
         Path(model.path_of(MODEL_FILE)).write_bytes(data)
         if onnx is not None:
