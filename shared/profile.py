@@ -120,6 +120,11 @@ def as_categories(values: pd.Series) -> pd.Series:
     return pd.Series(keys[codes], index=values.index, name=values.name, dtype=object)
 
 
+def category_key(value: object) -> object:
+    """One value as its category string, as ``as_categories`` spells it; missing is NaN."""
+    return _category_key(value)
+
+
 def population_stability_index(feature: FeatureProfile, values: pd.Series) -> float:
     """PSI of ``values`` against the profiled distribution of one feature."""
     if feature.kind == "numeric":

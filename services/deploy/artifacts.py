@@ -4,6 +4,8 @@ The artifact's bytes are checked against the digest recorded at training (``stor
 then rebuilt by skops with its type allow-list before anything else happens; only then are the
 lineage and the spec read to learn the model's features and task. Rows of the version's own test
 split are scored here and stored with their answers: every worker checks them before it serves.
+The whole test split decides the runtime: ONNX Runtime where the converted pipeline is proven
+equal on it (``services.deploy.compile``), scikit-learn otherwise, with the reason on the card.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from services.deploy.compile import choose_runtime
 from services.deploy.records import ApprovedVersion
 from services.deploy.serving.model_store import is_stored, model_tag, save_model
 from services.deploy.serving.predict import FeatureError, ModelCard
@@ -46,8 +49,10 @@ class ArtifactRefused(Exception):
     """The approved model cannot be served; the reason is meant for DeploymentFailed."""
 
 
-def import_approved(event: ServableVersion, *, store: ArtifactStore, specs: SpecStore) -> ApprovedVersion:
-    """Verify and load the approved artifact, then import it into the BentoML store."""
+def import_approved(
+    event: ServableVersion, *, store: ArtifactStore, specs: SpecStore, onnx: bool = True
+) -> ApprovedVersion:
+    """Verify and load the approved artifact, choose its runtime, then import it into the BentoML store."""
     try:
         data = store.get(event.model)
         model = _load(data)
@@ -64,20 +69,27 @@ def import_approved(event: ServableVersion, *, store: ArtifactStore, specs: Spec
         classes=_classes(model) if spec.task == "classification" else (),
         sha256=event.model.sha256,
     )
-    save_model(card, data, _warmup(store, lineage, model, card))
+    card, warmup, compiled = _prepare(store, lineage, model, card, onnx=onnx)
+    save_model(card, data, warmup, onnx=compiled)
     return ApprovedVersion.of(event, card)
 
 
 def ensure_imported(version: ApprovedVersion, *, store: ArtifactStore) -> str:
-    """The version's BentoML tag, re-importing it from MinIO (verified) if this machine lacks it."""
+    """The version's BentoML tag, re-importing it from MinIO (verified) if this machine lacks it.
+
+    A version recorded as served by ONNX Runtime is converted and proven again; should the new
+    proof not hold here, it serves with scikit-learn and its card in the store says why.
+    """
     if not is_stored(version.card):
+        onnx = version.card.runtime.name == "onnxruntime"
         try:
             data = store.get(version.model)
             model = _load(data)
-            warmup = _warmup(store, read_lineage(store, version.lineage_uri), model, version.card)
+            lineage = read_lineage(store, version.lineage_uri)
+            card, warmup, compiled = _prepare(store, lineage, model, version.card, onnx=onnx)
         except REFUSALS as error:
             raise ArtifactRefused(f"{type(error).__name__}: {error}") from error
-        save_model(version.card, data, warmup)
+        save_model(card, data, warmup, onnx=compiled)
     return model_tag(version.card.pipeline, version.version)
 
 
@@ -97,10 +109,14 @@ def read_profile(store: ArtifactStore, lineage_uri: str) -> DataProfile:
     return DataProfile.from_json(store.get(lineage.dataset["profile"]))
 
 
-def _warmup(store: ArtifactStore, lineage: LineageRecord, model: Any, card: ModelCard) -> Warmup:
-    """Rows of the version's test split, with the answers the model gives them here."""
+def _prepare(
+    store: ArtifactStore, lineage: LineageRecord, model: Any, card: ModelCard, *, onnx: bool
+) -> tuple[ModelCard, Warmup, bytes | None]:
+    """The card with its runtime chosen on the whole test split, the warm-up rows, the ONNX bytes."""
     test_split = pd.read_parquet(io.BytesIO(store.get(lineage.dataset["test"])))
-    return sample(model, card, test_split)
+    choice = choose_runtime(model, card, test_split, enabled=onnx)
+    card = card.model_copy(update={"runtime": choice.runtime})
+    return card, sample(model, card, test_split), choice.onnx
 
 
 def _load(data: bytes) -> Any:

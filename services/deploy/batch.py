@@ -15,8 +15,9 @@ import pyarrow as pa
 from services.deploy.artifacts import ArtifactRefused, ensure_imported
 from services.deploy.batch_io import input_batches, score_batches
 from services.deploy.records import ApprovedVersion, DeploymentRecord
-from services.deploy.serving.model_store import load_stored
+from services.deploy.serving.model_store import load_runtime
 from services.deploy.serving.predict import ModelCard
+from services.deploy.serving.runtime import Runtime
 from shared.events import BatchPredictionCompleted, BatchPredictionFailed, BatchPredictionRequested, Event
 from shared.storage import ArtifactStore, ObjectConflictError, ObjectNotFoundError
 from shared.uris import ObjectLocation, UnsafeUriError
@@ -39,14 +40,20 @@ class ScoredFile:
 
 
 def score_file(
-    store: ArtifactStore, *, source: ObjectLocation, model: Any, card: ModelCard, output: ObjectLocation
+    store: ArtifactStore,
+    *,
+    source: ObjectLocation,
+    model: Any = None,
+    card: ModelCard,
+    output: ObjectLocation,
+    runtime: Runtime | None = None,
 ) -> ScoredFile:
-    """Score every row of ``source`` with ``model`` and write the predictions to ``output`` (Parquet)."""
+    """Score every row of ``source`` through ``runtime`` (or ``model``); predictions go to ``output``."""
     batches = input_batches(store.open(source), key=source.key)
     # The output (row numbers, keys and predictions: a few columns, however wide the input) is held
     # until it is put, since objects are written whole, once, with their digest.
     sink = pa.BufferOutputStream()
-    rows = score_batches(batches, model=model, card=card, sink=sink)
+    rows = score_batches(batches, model=model, card=card, sink=sink, runtime=runtime)
     with contextlib.suppress(ObjectConflictError):  # a redelivered request: the first output stands
         store.put(output, sink.getvalue().to_pybytes(), content_type="application/vnd.apache.parquet")
     return ScoredFile(uri=output.uri, rows=rows)
@@ -61,7 +68,7 @@ class BatchJobs:
         self._store = store
         self._bucket = bucket
         self._lookup = lookup
-        self._models: dict[tuple[str, int, str], tuple[Any, ModelCard]] = {}
+        self._models: dict[tuple[str, int, str], Runtime] = {}
         self._models_lock = threading.Lock()
 
     async def run(self, event: BatchPredictionRequested) -> Event:
@@ -92,14 +99,14 @@ class BatchJobs:
     def _score(
         self, event: BatchPredictionRequested, source: ObjectLocation, version: ApprovedVersion
     ) -> ScoredFile:
-        model, card = self._model(version)
+        runtime = self._runtime(version)
         output = ObjectLocation(
             self._bucket, f"{OUTPUT_PREFIX}/{event.pipeline}/v{version.version}/{event.event_id}.parquet"
         )
-        return score_file(self._store, source=source, model=model, card=card, output=output)
+        return score_file(self._store, source=source, card=runtime.card, output=output, runtime=runtime)
 
-    def _model(self, version: ApprovedVersion) -> tuple[Any, ModelCard]:
-        """The version's model and card, imported, verified and loaded once per process.
+    def _runtime(self, version: ApprovedVersion) -> Runtime:
+        """The version's runtime (the endpoint's), imported, verified and loaded once per process.
 
         Keyed by the artifact's digest: the model in memory is the one verified when it was loaded,
         so checking the file in the model store again for every job (and rebuilding a forest from
@@ -108,10 +115,10 @@ class BatchJobs:
         key = (version.card.pipeline, version.version, version.card.sha256)
         with self._models_lock:
             if key not in self._models:
-                model, card, _ = load_stored(ensure_imported(version, store=self._store))
+                runtime, _, _ = load_runtime(ensure_imported(version, store=self._store))
                 if len(self._models) >= MODELS_KEPT:
                     del self._models[next(iter(self._models))]  # the oldest
-                self._models[key] = (model, card)
+                self._models[key] = runtime
             return self._models[key]
 
     @staticmethod

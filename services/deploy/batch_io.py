@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.deploy.serving.predict import ModelCard, Predictions, features_frame, predict_frame
+from services.deploy.serving.predict import ModelCard, Predictions, features_frame
+from services.deploy.serving.runtime import Runtime, SklearnRuntime
 
 CHUNK_ROWS = 131_072
 ROW_COLUMN = "row"
@@ -44,14 +45,23 @@ def input_batches(
 
 
 def score_batches(
-    batches: Iterator[pa.RecordBatch], *, model: Any, card: ModelCard, sink: pa.NativeFile | IO[bytes]
+    batches: Iterator[pa.RecordBatch],
+    *,
+    model: Any = None,
+    card: ModelCard,
+    sink: pa.NativeFile | IO[bytes],
+    runtime: Runtime | None = None,
 ) -> int:
-    """Predict every row of ``batches``, writing the predictions to ``sink`` as Parquet; the rows scored."""
+    """Predict every row of ``batches``, writing the predictions to ``sink`` as Parquet; the rows scored.
+
+    Through the version's ``runtime`` (the endpoint's prediction function), or scikit-learn over ``model``.
+    """
+    runtime = runtime or SklearnRuntime(model, card)
     rows = 0
     writer: pq.ParquetWriter | None = None
     try:
         for batch, features in prefetched(_with_features(batches, card)):
-            predicted = predict_frame(model, features, card)
+            predicted = runtime.predict(runtime.inputs_of_frame(features))
             table = prediction_batch(batch, predicted, card, first_row=rows)
             # Dictionary encoding only for the label, whose values repeat by design: tried on row
             # numbers, ids and probabilities it costs more than scoring a linear model's chunk.

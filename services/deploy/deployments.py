@@ -15,6 +15,7 @@ from services.deploy.settings import DeploySettings
 from services.deploy.workers import ServingError, port_in_use
 from shared.approvals import ApprovalNotTrusted, ApprovalVerifier
 from shared.events import DeploymentFailed, Event, ModelDeployed, ServableVersion
+from shared.events.serving import ServingRuntime
 from shared.messaging.errors import RefusedMessage
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
@@ -23,6 +24,12 @@ log = logging.getLogger("conveyor.deploy")
 
 PRODUCER = "deploy"
 MAX_REASON = 4000  # what an event's text field holds
+
+
+def _runtime_of(version: ApprovedVersion | None) -> ServingRuntime | None:
+    if version is None:
+        return None
+    return ServingRuntime(name=version.card.runtime.name, reason=version.card.runtime.reason[:MAX_REASON])
 
 
 class NothingToRollBack(LookupError):
@@ -147,7 +154,9 @@ class Deployer:
 
     async def _deploy(self, event: ServableVersion, record: DeploymentRecord | None) -> DeploymentRecord:
         record = record or self._new_record(event.pipeline)
-        approved = await asyncio.to_thread(import_approved, event, store=self._store, specs=self._specs)
+        approved = await asyncio.to_thread(
+            import_approved, event, store=self._store, specs=self._specs, onnx=self._settings.serving_onnx
+        )
         # Known before it serves: its first captures arrive while the old server drains.
         self.records[event.pipeline] = record.knowing(approved)
         if approved.realtime:
@@ -190,6 +199,7 @@ class Deployer:
             version=event.version,
             endpoint_url=self._rollout.endpoint_url(record.port),
             environment=self._settings.environment,
+            runtime=_runtime_of(record.versions.get(event.version)),
         )
 
     def _new_record(self, pipeline: str) -> DeploymentRecord:

@@ -39,6 +39,11 @@ class DeploySettings(Settings):
     # Adaptive batching in each worker: requests waiting together share one model call (at most
     # this many rows), with no latency budget and no shedding; 1 turns it off.
     serving_batch_max_rows: int = Field(default=256, ge=1, le=10_000)
+    # Compiled inference: a new version serves through ONNX Runtime where it is proven equal to
+    # scikit-learn on its whole test split (false: every new version serves with scikit-learn),
+    # with this many intra-op threads per worker (the workers are the endpoint's parallelism).
+    serving_onnx: bool = True
+    serving_onnx_threads: int = Field(default=1, ge=1, le=64)
 
     # Prediction capture (monitoring feedback) inside each serving worker.
     capture_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)

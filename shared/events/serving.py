@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -10,6 +11,16 @@ from shared import topics
 from shared.events.envelope import EnvironmentName, Event, Frozen, Name, Text, Uri
 
 FeatureValue = float | int | str | bool | None
+
+
+class ServingRuntime(Frozen):
+    """Which runtime computes a version's predictions, and why that one."""
+
+    name: Literal["sklearn", "onnxruntime"] = Field(
+        default="sklearn",
+        description="onnxruntime only where proven equal to scikit-learn on the test split.",
+    )
+    reason: Text = Field(default="", description="The proof, or why the version serves with scikit-learn.")
 
 
 class ModelDeployed(Event):
@@ -20,6 +31,7 @@ class ModelDeployed(Event):
     version: int = Field(ge=1)
     endpoint_url: Uri
     environment: Name
+    runtime: ServingRuntime | None = Field(default=None, description="The runtime serving it (added field).")
 
 
 class DeploymentFailed(Event):

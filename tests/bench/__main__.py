@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry", "scale", "console")
+BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry", "scale", "console", "onnx")
 
 
 def main() -> int:

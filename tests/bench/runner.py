@@ -15,6 +15,7 @@ from tests.bench import (
     bench_batch,
     bench_bus,
     bench_console,
+    bench_onnx,
     bench_production,
     bench_registry,
     bench_scale,
@@ -45,6 +46,7 @@ def _runners(
         "registry": bench_registry.run,
         "scale": bench_scale.run,
         "console": bench_console.run,
+        "onnx": bench_onnx.run,
     }
     for name, run in singles.items():
         if name in chosen:

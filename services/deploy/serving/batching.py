@@ -15,16 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from services.deploy.serving.predict import Predictions
+from services.deploy.serving.runtime import Inputs, concat_inputs
 
-Predict = Callable[[pd.DataFrame], Predictions]
+Predict = Callable[[Inputs], Predictions]
 
 
 @dataclass(frozen=True)
 class _Waiting:
-    frame: pd.DataFrame
+    frame: Inputs
     answer: asyncio.Future[Predictions]
 
 
@@ -37,7 +37,7 @@ class PredictionBatcher:
         self._waiting: list[_Waiting] = []
         self._scoring: asyncio.Task[None] | None = None
 
-    async def predict(self, frame: pd.DataFrame) -> Predictions:
+    async def predict(self, frame: Inputs) -> Predictions:
         """The predictions for ``frame``'s rows, scored with whichever requests wait beside it."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(frame, loop.create_future())
@@ -80,7 +80,7 @@ class PredictionBatcher:
             _score_alone(batch[0], self._predict)
             return
         try:
-            predicted = self._predict(pd.concat([waiting.frame for waiting in batch], ignore_index=True))
+            predicted = self._predict(concat_inputs([waiting.frame for waiting in batch]))
         except Exception:
             # One request's rows may be what the model cannot take: score each request alone,
             # so that only that request fails.

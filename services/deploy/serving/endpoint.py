@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 from bentoml.exceptions import BadInput, NotFound
 
 from services.deploy.serving.feedback import FeedbackError, UnknownPrediction
-from services.deploy.serving.model_store import load_stored
+from services.deploy.serving.model_store import load_runtime
 from services.deploy.serving.monitor import Monitor
-from services.deploy.serving.predict import FeatureError, ModelCard, Predictions, predict_frame, rows_frame
-from services.deploy.serving.warmup import check
+from services.deploy.serving.predict import FeatureError, ModelCard, Predictions
+from services.deploy.serving.runtime import ONNX_TOLERANCE, Inputs, Runtime, SklearnRuntime
+from services.deploy.serving.warmup import PROBABILITY_TOLERANCE, check
 from shared.clients.serving import FeatureValue, FeedbackResult, Prediction, PredictionResponse
 
 Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -22,21 +22,38 @@ Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to serve, with the card that says what it expects."""
+    """A model ready to serve, with the card that says what it expects and the runtime that serves it.
+
+    ``model`` is the scikit-learn pipeline (None when ONNX Runtime serves: the worker never
+    rebuilds a pipeline it does not run); ``runtime`` defaults to scikit-learn over ``model``.
+    """
 
     model: Any
     card: ModelCard
+    runtime: Runtime = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.runtime is None:
+            object.__setattr__(self, "runtime", SklearnRuntime(self.model, self.card))
 
     @classmethod
-    def from_store(cls, tag: str) -> LoadedModel:
-        """Load a model from the BentoML store, verified against its digest and warmed up on its rows.
+    def from_store(cls, tag: str, *, threads: int | None = None) -> LoadedModel:
+        """Load a version from the BentoML store, verified against its digests and warmed up on its rows.
 
-        The warm-up rows go through the request path itself (rows to frame to model), so a version
-        that answers them as recorded at import answers requests the same way.
+        The runtime is the one the card names (ONNX Runtime with ``threads`` intra-op threads, by
+        default ``CONVEYOR_SERVING_ONNX_THREADS``). The warm-up rows go through the request path
+        itself (rows to the runtime's inputs to the model) and are compared with the answers
+        scikit-learn gave at import: exactly for scikit-learn, within the proven tolerance for ONNX.
         """
-        model, card, warmup = load_stored(tag)
-        loaded = cls(model=model, card=card)
-        check(warmup, predict_frame(model, request_frame(loaded, warmup.rows), card))
+        if threads is None:
+            from services.deploy.settings import DeploySettings
+
+            threads = DeploySettings().serving_onnx_threads
+        runtime, model, warmup = load_runtime(tag, threads=threads)
+        loaded = cls(model=model, card=runtime.card, runtime=runtime)
+        tolerance = ONNX_TOLERANCE if runtime.name == "onnxruntime" else PROBABILITY_TOLERANCE
+        predicted = runtime.predict(request_inputs(loaded, warmup.rows))
+        check(warmup, predicted, tolerance=tolerance, regression=runtime.card.task == "regression")
         return loaded
 
 
@@ -45,7 +62,7 @@ def answer(
 ) -> PredictionResponse:
     """Predict one row or a list of rows; rows with missing features are refused (400)."""
     batch = as_batch(rows)
-    predicted = predict_frame(loaded.model, request_frame(loaded, batch), loaded.card)
+    predicted = loaded.runtime.predict(request_inputs(loaded, batch))
     return respond(loaded, batch, predicted, monitor=monitor, worker=worker)
 
 
@@ -54,10 +71,10 @@ def as_batch(rows: Rows) -> list[Mapping[str, Any]]:
     return [rows] if isinstance(rows, Mapping) else list(rows)
 
 
-def request_frame(loaded: LoadedModel, batch: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The request's rows as the model's feature frame; missing features are a 400, others are ignored."""
+def request_inputs(loaded: LoadedModel, batch: Sequence[Mapping[str, Any]]) -> Inputs:
+    """The request's rows as the runtime's inputs; missing features are a 400, others are ignored."""
     try:
-        return rows_frame(batch, loaded.card)
+        return loaded.runtime.inputs_of_rows(batch)
     except FeatureError as error:
         raise BadInput(str(error)) from None
 

@@ -14,6 +14,7 @@ from pydantic import Field
 from sklearn.pipeline import Pipeline
 
 from shared.events.envelope import Frozen
+from shared.events.serving import ServingRuntime
 
 Task = Literal["classification", "regression"]
 Label = float | int | str | bool | None
@@ -21,6 +22,18 @@ Label = float | int | str | bool | None
 
 class FeatureError(ValueError):
     """Rows that do not carry exactly the model's features, or values of the wrong kind."""
+
+
+RuntimeName = Literal["sklearn", "onnxruntime"]
+
+
+class RuntimeDecision(ServingRuntime):
+    """Which runtime serves a version and why, with the proof's figures (``services.deploy.compile``)."""
+
+    onnx_sha256: str | None = Field(default=None, description="Digest of the ONNX model served.")
+    tolerance: float | None = Field(default=None, description="Largest difference allowed in the proof.")
+    max_difference: float | None = Field(default=None, description="Largest difference the proof found.")
+    rows_checked: int = 0
 
 
 class ModelCard(Frozen):
@@ -33,6 +46,7 @@ class ModelCard(Frozen):
     categorical: tuple[str, ...] = ()
     classes: tuple[Label, ...] = ()
     sha256: str
+    runtime: RuntimeDecision = RuntimeDecision()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -62,15 +76,21 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], card: ModelCard) -> pd.DataFra
     Built column-block-wise rather than through ``DataFrame.from_records``: for the one-row
     requests of a real-time endpoint, frame construction would otherwise cost more than the model.
     """
+    numbers = numeric_matrix(rows, card)
+    frame = pd.DataFrame(numbers, columns=list(card.numeric))
+    for name in card.categorical:
+        frame[name] = pd.Series([row[name] for row in rows], dtype=object)
+    return frame
+
+
+def numeric_matrix(rows: Sequence[Mapping[str, Any]], card: ModelCard) -> np.ndarray:
+    """The rows' numeric features as floats (null as NaN), after refusing a row that lacks a feature."""
     expected = card.features
     for index, row in enumerate(rows):
         if any(name not in row for name in expected):
             raise FeatureError(_missing(row.keys(), expected, where=f"row {index}"))
     numbers = np.array([[_number(row[name], name) for name in card.numeric] for row in rows], dtype="float64")
-    frame = pd.DataFrame(numbers.reshape(len(rows), len(card.numeric)), columns=list(card.numeric))
-    for name in card.categorical:
-        frame[name] = pd.Series([row[name] for row in rows], dtype=object)
-    return frame
+    return numbers.reshape(len(rows), len(card.numeric))
 
 
 def features_frame(frame: pd.DataFrame, card: ModelCard) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from services.deploy.serving.endpoint import (
     LoadedModel,
     as_batch,
     join_feedback,
-    request_frame,
+    request_inputs,
     respond,
     worker_of,
 )
@@ -131,9 +131,9 @@ class PredictionService:
         try:
             with self._span("predict", ctx, served):
                 batch = as_batch(rows)
-                frame = request_frame(served.loaded, batch)
+                inputs = request_inputs(served.loaded, batch)
                 with self.tracer.step("model call"):
-                    predicted = await served.predict(frame)
+                    predicted = await served.predict(inputs)
                 with self.tracer.step("capture"):
                     return respond(
                         served.loaded, batch, predicted, monitor=served.monitor, worker=self.worker
@@ -200,7 +200,13 @@ class PredictionService:
     def performance(self) -> dict[str, Any]:
         """The active version's live figures on this worker, and its model calls."""
         active = self.versions.active
-        return {**active.monitor.performance(), "model_calls": active.calls, "worker": self.worker}
+        runtime = active.loaded.card.runtime.model_dump(mode="json")
+        return {
+            **active.monitor.performance(),
+            "model_calls": active.calls,
+            "worker": self.worker,
+            "runtime": runtime,
+        }
 
     def _served(self, loaded: LoadedModel, correlation_id: UUID, origin: Origin) -> Served:
         monitor = Monitor(

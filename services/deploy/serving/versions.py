@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import pandas as pd
-
 from services.deploy.serving.batching import PredictionBatcher
 from services.deploy.serving.endpoint import LoadedModel
 from services.deploy.serving.monitor import Monitor
-from services.deploy.serving.predict import Predictions, predict_frame
+from services.deploy.serving.predict import Predictions
+from services.deploy.serving.runtime import Inputs
 from services.deploy.serving.tracing import Origin
 
 log = logging.getLogger("conveyor.serving.versions")
@@ -58,16 +57,16 @@ class Served:
         """The model version."""
         return self.loaded.card.version
 
-    async def predict(self, frame: pd.DataFrame) -> Predictions:
-        """Score a request's frame, with whichever requests wait beside it when batching."""
+    async def predict(self, inputs: Inputs) -> Predictions:
+        """Score a request's inputs, with whichever requests wait beside it when batching."""
         if self.batcher is not None:
-            return await self.batcher.predict(frame)
-        return self.score(frame)
+            return await self.batcher.predict(inputs)
+        return self.score(inputs)
 
-    def score(self, frame: pd.DataFrame) -> Predictions:
-        """One model call."""
+    def score(self, inputs: Inputs) -> Predictions:
+        """One model call, through the version's runtime."""
         self.calls += 1
-        return predict_frame(self.loaded.model, frame, self.loaded.card)
+        return self.loaded.runtime.predict(inputs)
 
 
 MakeServed = Callable[[LoadedModel, UUID, Origin], Served]

@@ -43,8 +43,25 @@ def sample(model: Any, card: ModelCard, test_split: pd.DataFrame, *, rows: int =
     return Warmup(rows=_as_json_rows(frame), labels=predicted.labels, probabilities=probabilities)
 
 
-def check(warmup: Warmup, predicted: Predictions) -> None:
-    """Refuse a version whose answers to its warm-up rows differ from the recorded ones."""
+def check(
+    warmup: Warmup,
+    predicted: Predictions,
+    *,
+    tolerance: float = PROBABILITY_TOLERANCE,
+    regression: bool = False,
+) -> None:
+    """Refuse a version whose answers to its warm-up rows differ from the recorded ones.
+
+    Labels must be identical and probabilities within ``tolerance``; a regressor's values within
+    ``tolerance`` of the recorded ones relative to their size (never less than 1), since ONNX
+    Runtime may sum in another order than scikit-learn.
+    """
+    if regression and len(predicted.labels) == len(warmup.labels):
+        want = np.asarray(warmup.labels, dtype=float)
+        gap = np.abs(np.asarray(predicted.labels, dtype=float) - want) / np.maximum(np.abs(want), 1.0)
+        if not np.all(gap <= tolerance):
+            raise WarmupFailed(f"warm-up values differ by up to {float(np.max(gap)):.3g} (relative)")
+        return
     if predicted.labels != warmup.labels:
         wrong = sum(a != b for a, b in zip(predicted.labels, warmup.labels, strict=False))
         raise WarmupFailed(f"{wrong} of {len(warmup.labels)} warm-up labels differ from the recorded answers")
@@ -56,7 +73,7 @@ def check(warmup: Warmup, predicted: Predictions) -> None:
     difference = float(
         np.max(np.abs(np.asarray(predicted.probabilities, dtype=float) - expected), initial=0.0)
     )
-    if difference > PROBABILITY_TOLERANCE:
+    if not difference <= tolerance:
         raise WarmupFailed(f"warm-up probabilities differ by up to {difference:.3g}")
 
 

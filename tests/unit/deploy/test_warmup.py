@@ -7,7 +7,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
-from services.deploy.serving.endpoint import LoadedModel, prediction_id, request_frame, worker_of
+from services.deploy.serving.endpoint import LoadedModel, prediction_id, request_inputs, worker_of
 from services.deploy.serving.predict import predict_frame
 from services.deploy.serving.warmup import WarmupFailed, check, sample
 from tests.unit.deploy.conftest import Fitted
@@ -19,16 +19,15 @@ def test_the_recorded_rows_come_back_with_the_same_answers(classifier: Fitted) -
     assert len(warmup.rows) == 20 and set(warmup.rows[0]) == {"age", "income", "plan"}
     assert all(type(row["age"]) is float and type(row["plan"]) is str for row in warmup.rows)  # JSON types
     loaded = LoadedModel(model=classifier.model, card=classifier.card)
-    check(warmup, predict_frame(classifier.model, request_frame(loaded, warmup.rows), classifier.card))
+    check(warmup, loaded.runtime.predict(request_inputs(loaded, warmup.rows)))
 
 
 def test_a_model_that_answers_otherwise_is_refused(classifier: Fitted) -> None:
     warmup = sample(classifier.model, classifier.card, classifier.frame, rows=20)
     other = clone(classifier.model).set_params(estimator=LogisticRegression(C=1e-4))
     other.fit(classifier.frame, np.where(classifier.frame["income"] > 50_000, "yes", "no"))
-    answers = predict_frame(
-        other, request_frame(LoadedModel(other, classifier.card), warmup.rows), classifier.card
-    )
+    loaded = LoadedModel(other, classifier.card)
+    answers = loaded.runtime.predict(request_inputs(loaded, warmup.rows))
     with pytest.raises(WarmupFailed, match="differ"):
         check(warmup, answers)
 
