@@ -131,7 +131,9 @@ def _numeric(branch: Any, graph: _Graph, width: int) -> tuple[str, int]:
 def _categorical(branch: Any, graph: _Graph, width: int) -> tuple[str, int]:
     """Per column: category string to output position (LabelEncoder), the missing mask to the
     imputed category's position, then one-hot by comparing positions."""
-    steps = _steps(branch)
+    # The imputed categories become a text array before the encoder (a speed-up inside
+    # scikit-learn); the graph's categories are text already.
+    steps = [step for step in _steps(branch) if not _is_text_array(step)]
     spelling, imputer, encoder = ([*steps, None, None, None])[:3]
     if len(steps) != 3 or not _is_category_spelling(spelling):
         raise Unconvertible(f"categorical steps {[type(s).__name__ for s in steps]} are not one we convert")
@@ -332,6 +334,12 @@ def _is_category_spelling(step: Any) -> bool:
     from services.train.fitting import as_categories_frame
 
     return isinstance(step, FunctionTransformer) and step.func is as_categories_frame
+
+
+def _is_text_array(step: Any) -> bool:
+    from services.train.fitting import as_text_array
+
+    return isinstance(step, FunctionTransformer) and step.func is as_text_array
 
 
 def _row(values: Any, width: int) -> np.ndarray:
