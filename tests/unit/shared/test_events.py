@@ -68,6 +68,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "approved_by": "auto",
     "comment": "",
     "signature": "",
+    "runtime": None,
     "rejected_by": "alice",
     "promoted_by": "pat",
     "from_environment": "staging",
