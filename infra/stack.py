@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import process
-from infra.kafka import kafka_server
+from infra.kafka import kafka_servers, start_kafka, stop_kafka
 from infra.minio import minio_server
 from shared.settings import Settings
 
@@ -27,8 +27,8 @@ class ServerStatus:
 
 
 def servers(settings: Settings) -> list[process.Server]:
-    """Every server of the local stack, in start order."""
-    return [kafka_server(settings), minio_server(settings)]
+    """Every server of the local stack, in start order (each Kafka broker, then MinIO)."""
+    return [*kafka_servers(settings), minio_server(settings)]
 
 
 def up(settings: Settings, *, timeout: float = 120.0) -> None:
@@ -39,8 +39,8 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
             if not process.wait_until(server.ready, timeout=timeout):
                 raise process.InfraError(f"{server.name} (docker) not ready within {timeout:.0f}s")
         return
-    for server in servers(settings):
-        process.start(server, timeout=timeout)
+    start_kafka(settings, timeout=timeout)  # a cluster's brokers start side by side
+    process.start(minio_server(settings), timeout=timeout)
 
 
 def down(settings: Settings) -> None:
@@ -48,8 +48,8 @@ def down(settings: Settings) -> None:
     if _docker_requested(settings):
         _compose("stop", *DOCKER_SERVICES)
         return
-    for server in reversed(servers(settings)):
-        process.stop(server)
+    process.stop(minio_server(settings))
+    stop_kafka(settings)
 
 
 def status(settings: Settings) -> list[ServerStatus]:

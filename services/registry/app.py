@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         journal=journal,
         store=context.store,
         spec_of=specs.get,
+        shared_journal=settings.registry_replicas > 1,
     )
     register_handlers(context, registry)
 

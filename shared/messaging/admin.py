@@ -11,10 +11,16 @@ from shared.topics import dead_letter_topic
 
 _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36
+# On a cluster a write is acknowledged (acks=all) once two replicas hold it: one broker may die.
+_CLUSTER_MIN_INSYNC = "2"
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str], *, with_dead_letters: bool = True) -> None:
-    """Create ``names`` (and their dead-letter topics) that do not exist yet."""
+    """Create ``names`` (and their dead-letter topics) that do not exist yet.
+
+    New topics get ``kafka_partitions`` partitions and min(3, brokers) replicas; topics that
+    exist are left as they are (an existing single-broker state keeps its partition counts).
+    """
     wanted = set(names)
     if with_dead_letters:
         wanted |= {dead_letter_topic(name) for name in wanted}
@@ -25,7 +31,12 @@ async def ensure_topics(settings: Settings, names: Iterable[str], *, with_dead_l
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(name, num_partitions=settings.kafka_partitions, replication_factor=1)
+                    NewTopic(
+                        name,
+                        num_partitions=settings.kafka_partitions,
+                        replication_factor=settings.kafka_replication_factor,
+                        topic_configs=_topic_configs(settings),
+                    )
                     for name in sorted(missing)
                 ]
             )
@@ -35,3 +46,9 @@ async def ensure_topics(settings: Settings, names: Iterable[str], *, with_dead_l
                     raise RuntimeError(f"could not create topic {name!r}: Kafka error code {code}")
     finally:
         await admin.close()
+
+
+def _topic_configs(settings: Settings) -> dict[str, str]:
+    if settings.kafka_replication_factor < 3:
+        return {}
+    return {"min.insync.replicas": _CLUSTER_MIN_INSYNC}
