@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas
+.PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas test-cluster
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,13 @@ demo: $(INSTALLED) ## the main job end to end: data arrival to a served predicti
 	$(BIN)/conveyor demo
 
 test: up ## every test, against the real servers (the fault suite is `make test-faults`)
-	$(BIN)/pytest --ignore=tests/faults
+	$(BIN)/pytest --ignore=tests/faults --ignore=tests/cluster
 
 test-faults: up ## the fault and bad-input suite: killed services, stopped servers, poison messages
 	$(BIN)/pytest tests/faults
+
+test-cluster: up ## opt-in cluster suite: three Kafka brokers, two registry replicas, killed mid-burst
+	$(BIN)/pytest tests/cluster
 
 bench: up ## benchmarks with ratios against baselines measured in the same run (not part of make test)
 	$(BIN)/python -m tests.bench

@@ -222,8 +222,11 @@ def stop_kafka(settings: Settings) -> bool:
     if settings.kafka_brokers == 1 and recorded.exists():
         cluster = settings.model_copy(update={"kafka_brokers": int(recorded.read_text())})
         servers += kafka_servers(cluster)
-    stopped = [process.stop(server) for server in reversed(servers)]
-    return any(stopped)
+    if len(servers) == 1:
+        return process.stop(servers[0])
+    # Side by side: stopped one by one, the last broker waits in vain for a controller quorum.
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        return any(list(pool.map(process.stop, servers)))
 
 
 def _prepare(settings: Settings, broker: Broker) -> None:

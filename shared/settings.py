@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     minio_endpoint: str | None = Field(
         default=None, description="host:port; defaults to minio_host:minio_port"
     )
+    # Opt-in erasure coding on one machine: 4 drive directories form one erasure set (EC:2).
+    minio_drives: int = Field(default=1, ge=1, le=16)
     minio_access_key: str = "conveyor"
     # Local-development credential only; set CONVEYOR_MINIO_SECRET_KEY anywhere else.
     minio_secret_key: SecretStr = SecretStr("conveyor-local-dev-secret")

@@ -1,4 +1,4 @@
-"""``python -m tests.bench [serving throughput bus production batch registry] [--quick]``.
+"""``python -m tests.bench [serving throughput bus production batch registry scaling] [--quick]``.
 
 Threads are pinned before anything numeric is imported, here and in every process started.
 """
@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry")
+BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry", "scaling")
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ("serving", "throughput", "bus", "production", "batch", "registry")
+ORDER = ("serving", "throughput", "bus", "production", "batch", "registry", "scaling")
 HEADERS = ["measure", "Conveyor", "baseline", "ratio", "target", "met"]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from infra import stack as infra_stack
-from tests.bench import bench_batch, bench_bus, bench_production, bench_registry, bench_serving
+from tests.bench import bench_batch, bench_bus, bench_production, bench_registry, bench_scaling, bench_serving
 from tests.bench.harness import BenchContext, bench_settings
 from tests.bench.report import ROOT, Section, commit, load_all, render, save
 
@@ -35,6 +35,7 @@ def _runners(
         "production": bench_production.run,
         "batch": bench_batch.run,
         "registry": bench_registry.run,
+        "scaling": bench_scaling.run,
     }
     for name, run in singles.items():
         if name in chosen:
