@@ -96,6 +96,7 @@ ANALYSES = {
     "production": bench_production.ANALYSIS,
     "batch": bench_batch.ANALYSIS,
     "registry": bench_registry.ANALYSIS,
+    "scaling": bench_scaling.ANALYSIS,
 }
 
 
