@@ -58,7 +58,8 @@ def minio_ready(settings: Settings) -> bool:
 
 def drive_dirs(settings: Settings) -> list[Path]:
     """The directory of each drive of an erasure-coded MinIO (drive1..driveN)."""
-    return [settings.state_dir / "minio" / "drives" / f"drive{n}" for n in range(1, settings.minio_drives + 1)]
+    drives = settings.state_dir / "minio" / "drives"
+    return [drives / f"drive{n}" for n in range(1, settings.minio_drives + 1)]
 
 
 def minio_server(settings: Settings) -> process.Server:
