@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # controllers one port above; broker 1 keeps kafka_port and kafka_controller_port.
     kafka_brokers: int = Field(default=1, ge=1, le=5)
     kafka_cluster_port_base: int = 9094
+    # How old a client's cluster metadata may get: short, so a restarted broker is known again soon.
+    kafka_metadata_max_age_ms: int = Field(default=10_000, ge=1000)
     # Large enough that an oversized event still reaches the consumer (and so its dead-letter topic)
     # instead of being refused by the producer with no trace.
     kafka_max_message_bytes: int = 16 * 1024 * 1024
