@@ -12,7 +12,13 @@ from shared.settings import Settings
 
 
 def cluster(tmp_path: Path, count: int = 3) -> Settings:
-    return Settings(state_dir=tmp_path, kafka_port=16092, kafka_controller_port=16093, kafka_brokers=count)
+    return Settings(
+        state_dir=tmp_path,
+        kafka_port=16092,
+        kafka_controller_port=16093,
+        kafka_brokers=count,
+        kafka_bootstrap_servers=None,
+    )
 
 
 def properties(text: str) -> dict[str, str]:
@@ -20,12 +26,12 @@ def properties(text: str) -> dict[str, str]:
 
 
 def test_one_broker_keeps_its_single_node_layout(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path)
+    settings = Settings(state_dir=tmp_path, kafka_port=19092, kafka_brokers=1, kafka_bootstrap_servers=None)
     (only,) = brokers(settings)
     assert (only.name, only.home) == ("kafka", tmp_path / "kafka")
     config = properties(server_properties(settings))
     assert config["offsets.topic.replication.factor"] == "1" and config["min.insync.replicas"] == "1"
-    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.bootstrap_servers == "127.0.0.1:19092"
 
 
 def test_three_brokers_form_one_quorum_each_with_its_own_ports_and_logs(tmp_path: Path) -> None:
@@ -63,7 +69,7 @@ def test_replica_options_parse_and_refuse_what_cannot_scale() -> None:
 
 
 def test_replicas_have_their_own_names_logs_and_registry_ports(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, registry_port=18000)
+    settings = Settings(state_dir=tmp_path, registry_port=18000, kafka_brokers=1)
     servers = {s.name: s for s in service_servers(settings, {"registry": 2, "train": 2})}
     assert set(servers) == {"registry", "registry-2", "ingest", "train", "train-2", "evaluate", "deploy"}
     assert servers["registry-2"].ports == [("127.0.0.1", 18001)]
