@@ -93,3 +93,14 @@ async def stack(cluster_stack: Stack) -> Stack:
 def pipeline_name() -> str:
     """A pipeline no other test uses."""
     return f"cluster-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the broker-kill test last.
+
+    About five minutes after a killed broker restarts, Kafka moves preferred leaders, and so group
+    coordinators, back to it. A registry replica SIGKILLed during that move left its group without a
+    working rebalance for minutes (the survivor consumed nothing until the killed replica came
+    back): an open issue the README records. The registry test runs on an undisturbed cluster.
+    """
+    items.sort(key=lambda item: "test_kafka_cluster" in item.nodeid)
