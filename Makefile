@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas browser test-traces
+.PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas browser test-traces test-cluster
 
 # One progress line; pip's own output goes to $(VENV)/install.log, named if the step fails.
 $(INSTALLED): pyproject.toml
@@ -32,7 +32,7 @@ browser: ## Debian's chromium and chromium-driver for the console's browser test
 	bash infra/browser.sh
 
 test: up browser ## every test, against the real servers (the fault suite is `make test-faults`)
-	$(BIN)/pytest --ignore=tests/faults --ignore=tests/traces
+	$(BIN)/pytest --ignore=tests/faults --ignore=tests/traces --ignore=tests/cluster
 
 test-faults: up ## the fault and bad-input suite: killed services, stopped servers, poison messages
 	$(BIN)/pytest tests/faults
@@ -40,6 +40,9 @@ test-faults: up ## the fault and bad-input suite: killed services, stopped serve
 test-traces: ## opt-in: Jaeger built from its Go module, and one arrival's trace read back from it
 	CONVEYOR_JAEGER=1 $(MAKE) up
 	CONVEYOR_JAEGER=1 $(BIN)/pytest tests/traces
+
+test-cluster: up ## opt-in cluster suite: three Kafka brokers, two registry replicas, killed mid-burst
+	$(BIN)/pytest tests/cluster
 
 bench: up ## benchmarks with ratios against baselines measured in the same run (not part of make test)
 	$(BIN)/python -m tests.bench

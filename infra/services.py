@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,22 @@ _HTTP = {
     "console": lambda s: (s.console_host, s.console_port, s.console_base_url),
 }
 ROOT = Path(__file__).resolve().parents[1]
+# Services that may run more than one process, sharing their consumer group. Deploy owns its
+# endpoints' processes and ports, and runs once.
+SCALABLE = ("registry", "ingest", "train", "evaluate")
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """``train=2,ingest=2`` as {"train": 2, "ingest": 2}; ValueError with the reason otherwise."""
+    replicas: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition("=")
+        if name not in SCALABLE:
+            raise ValueError(f"cannot scale {name!r}: replicas are for {', '.join(SCALABLE)}")
+        if not count.isdigit() or not 1 <= int(count) <= 6:
+            raise ValueError(f"{part!r}: the replica count must be a whole number from 1 to 6")
+        replicas[name] = int(count)
+    return replicas
 
 
 def ready_line(name: str, pid: int) -> str:
@@ -28,35 +45,71 @@ def ready_line(name: str, pid: int) -> str:
     return f"{name} ready (pid {pid})"
 
 
-def service_server(name: str, settings: Settings) -> process.Server:
-    """One service as a local process, with its log under the state directory."""
-    log = settings.state_dir / "logs" / f"{name}.log"
+def service_server(name: str, settings: Settings, *, replica: int = 1) -> process.Server:
+    """One service (replica) as a local process, with its log under the state directory.
+
+    Replica 1 is ``name``; replica n is ``name-n``, in the same consumer group. A second registry
+    listens on registry_port + n - 1.
+    """
+    process_name = name if replica == 1 else f"{name}-{replica}"
+    log = settings.state_dir / "logs" / f"{process_name}.log"
     run_dir = settings.state_dir / "run"
+    if replica > 1 and name == "registry":
+        settings = settings.model_copy(update={"registry_port": settings.registry_port + replica - 1})
+    env = {"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "True"}
+    # What `conveyor up --brokers/--replicas` chose, for the service's own Settings to read.
+    env["CONVEYOR_KAFKA_BROKERS"] = str(settings.kafka_brokers)
+    env["CONVEYOR_REGISTRY_PORT"] = str(settings.registry_port)
+    env["CONVEYOR_REGISTRY_REPLICAS"] = str(settings.registry_replicas)
     server = process.Server(
-        name=name,
+        name=process_name,
         argv=[sys.executable, "-m", f"services.{name}"],
         address=_address(name, settings),
         ports=_ports(name, settings),
         run_dir=run_dir,
         output=log,
-        ready=lambda: _ready(name, settings, log=log, pidfile=run_dir / f"{name}.pid"),
+        ready=lambda: _ready(name, settings, log=log, pidfile=run_dir / f"{process_name}.pid"),
         marker=f"services.{name}",
         # Its own MinIO user (least privilege), once `up` has provisioned them.
-        env={"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "True", **service_credentials(settings, name)},
+        env={**env, **service_credentials(settings, name)},
     )
     return server
 
 
-def start_services(settings: Settings, *, timeout: float = 120.0) -> None:
-    """Start every service that is not running, in order, each until it is ready."""
+def service_servers(settings: Settings, replicas: Mapping[str, int] | None = None) -> list[process.Server]:
+    """Every service process, replicas included: those asked for, and any recorded as running."""
+    servers = []
     for name in SERVICES:
-        process.start(service_server(name, settings), timeout=timeout)
+        recorded = _recorded_replicas(name, settings)
+        count = max((replicas or {}).get(name, 1), recorded)
+        # Replicas of the registry read what the others wrote.
+        own = settings.model_copy(update={"registry_replicas": count}) if name == "registry" else settings
+        servers += [service_server(name, own, replica=n) for n in range(1, count + 1)]
+    return servers
+
+
+def start_services(
+    settings: Settings, *, replicas: Mapping[str, int] | None = None, timeout: float = 120.0
+) -> None:
+    """Start every service (and replica) that is not running, in order, each until it is ready."""
+    for server in service_servers(settings, replicas):
+        process.start(server, timeout=timeout)
 
 
 def stop_services(settings: Settings) -> None:
-    """Stop every running service by its recorded pid, in reverse order."""
-    for name in reversed(SERVICES):
-        process.stop(service_server(name, settings))
+    """Stop every running service and replica by its recorded pid, in reverse order."""
+    for server in reversed(service_servers(settings)):
+        process.stop(server)
+
+
+def _recorded_replicas(name: str, settings: Settings) -> int:
+    """The highest replica number with a pidfile in the run directory (1 when none)."""
+    numbers = [1]
+    for pidfile in (settings.state_dir / "run").glob(f"{name}-*.pid"):
+        suffix = pidfile.stem.removeprefix(f"{name}-")
+        if suffix.isdigit():
+            numbers.append(int(suffix))
+    return max(numbers)
 
 
 def _address(name: str, settings: Settings) -> str:

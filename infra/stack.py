@@ -8,7 +8,7 @@ from pathlib import Path
 
 from infra import process
 from infra.jaeger import jaeger_server
-from infra.kafka import kafka_server
+from infra.kafka import kafka_servers, start_kafka, stop_kafka
 from infra.minio import minio_server
 from infra.minio_users import provision_local_users
 from shared.secrets import read_local_secrets, with_local_secrets
@@ -30,8 +30,8 @@ class ServerStatus:
 
 
 def servers(settings: Settings) -> list[process.Server]:
-    """Every server of the local stack, in start order (Jaeger only when CONVEYOR_JAEGER=1)."""
-    return [kafka_server(settings), minio_server(settings)] + (
+    """Every server of the local stack, in start order (each Kafka broker, MinIO, Jaeger when asked for)."""
+    return [*kafka_servers(settings), minio_server(settings)] + (
         [jaeger_server(settings)] if settings.jaeger else []
     )
 
@@ -54,8 +54,10 @@ def up(settings: Settings, *, timeout: float = 120.0) -> Settings:
             if not process.wait_until(server.ready, timeout=timeout):
                 raise process.InfraError(f"{server.name} (docker) not ready within {timeout:.0f}s")
         return settings
-    for server in servers(settings):
-        process.start(server, timeout=timeout)
+    start_kafka(settings, timeout=timeout)  # a cluster's brokers start side by side
+    process.start(minio_server(settings), timeout=timeout)
+    if settings.jaeger:
+        process.start(jaeger_server(settings), timeout=timeout)
     provision_local_users(settings)  # each service its own MinIO user (shared.access)
     return settings
 
@@ -65,10 +67,9 @@ def down(settings: Settings) -> None:
     if _docker_requested(settings):
         _compose(settings, "stop", *DOCKER_SERVICES)
         return
-    for server in reversed(servers(settings)):
-        process.stop(server)
-    if not settings.jaeger:  # one started by `CONVEYOR_JAEGER=1 make up` stops with the rest
-        process.stop(jaeger_server(settings))
+    process.stop(jaeger_server(settings))  # whether or not CONVEYOR_JAEGER=1 is set now
+    process.stop(minio_server(settings))
+    stop_kafka(settings)
 
 
 def status(settings: Settings) -> list[ServerStatus]:

@@ -25,7 +25,15 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="host:port list; defaults to kafka_host:kafka_port"
     )
-    kafka_partitions: int = 3
+    # Six, so that up to six replicas of a service share its consumer group; topics that already
+    # exist keep their partition count (ensure_topics only creates missing ones).
+    kafka_partitions: int = Field(default=6, ge=1)
+    # Cluster mode (opt-in): brokers 2..N listen on kafka_cluster_port_base + 2*(n-2), their
+    # controllers one port above; broker 1 keeps kafka_port and kafka_controller_port.
+    kafka_brokers: int = Field(default=1, ge=1, le=5)
+    kafka_cluster_port_base: int = 9094
+    # How old a client's cluster metadata may get: short, so a restarted broker is known again soon.
+    kafka_metadata_max_age_ms: int = Field(default=10_000, ge=1000)
     # Large enough that an oversized event still reaches the consumer (and so its dead-letter topic)
     # instead of being refused by the producer with no trace.
     kafka_max_message_bytes: int = 16 * 1024 * 1024
@@ -37,6 +45,8 @@ class Settings(BaseSettings):
     minio_endpoint: str | None = Field(
         default=None, description="host:port; defaults to minio_host:minio_port"
     )
+    # Opt-in erasure coding on one machine: 4 drive directories form one erasure set (EC:2).
+    minio_drives: int = Field(default=1, ge=1, le=16)
     minio_access_key: str = "conveyor"
     # Local-development credential only; set CONVEYOR_MINIO_SECRET_KEY anywhere else.
     # Without it, <state_dir>/secrets.json (written by the first `conveyor up`), else this value,
@@ -69,6 +79,10 @@ class Settings(BaseSettings):
     registry_url: str | None = Field(
         default=None, description="defaults to http://registry_host:registry_port"
     )
+
+    # Registry processes sharing one journal (`conveyor up --replicas registry=2`). Above 1, every
+    # read first folds in the journal entries other replicas appended; writes are fenced always.
+    registry_replicas: int = Field(default=1, ge=1)
 
     deploy_host: str = "127.0.0.1"
     deploy_port: int = 8100
@@ -136,8 +150,24 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        """Where Kafka clients connect."""
-        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+        """Where Kafka clients connect (every broker of a local cluster, so any one may be down)."""
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"{self.kafka_host}:{port}" for port, _ in self.kafka_broker_ports)
+
+    @property
+    def kafka_broker_ports(self) -> list[tuple[int, int]]:
+        """(client port, controller port) of each local broker, broker 1 first."""
+        extra = [
+            (self.kafka_cluster_port_base + 2 * n, self.kafka_cluster_port_base + 2 * n + 1)
+            for n in range(self.kafka_brokers - 1)
+        ]
+        return [(self.kafka_port, self.kafka_controller_port), *extra]
+
+    @property
+    def kafka_replication_factor(self) -> int:
+        """Replicas of each Conveyor topic: min(3, brokers)."""
+        return min(3, self.kafka_brokers)
 
     @property
     def registry_base_url(self) -> str:

@@ -34,6 +34,10 @@ class ObjectNotFoundError(Exception):
     """No object at that location."""
 
 
+class ObjectExistsError(ObjectConflictError):
+    """A create-only write found an object already there (another writer was first)."""
+
+
 def sha256_hex(data: bytes) -> str:
     """The SHA-256 digest of ``data`` as hex."""
     return hashlib.sha256(data).hexdigest()
@@ -119,6 +123,30 @@ class ArtifactStore:
             content_type=content_type,
             metadata={DIGEST_METADATA: digest},
         )
+        return ArtifactRef(uri=location.uri, sha256=digest, size_bytes=len(data))
+
+    def create(
+        self, location: ObjectLocation, data: bytes, *, content_type: str = "application/json"
+    ) -> ArtifactRef:
+        """Write ``data`` only if no object is at ``location``: one atomic conditional PUT.
+
+        MinIO checks ``If-None-Match: *`` under its own lock, so of two writers of one key exactly
+        one succeeds and the other gets ``ObjectExistsError``: a fence that ``put``'s look-then-write
+        is not. minio-py 7.2's ``put_object`` turns every header it does not know into user
+        metadata, hence its lower-level ``_put_object``, which sends the headers as given.
+        """
+        digest = sha256_hex(data)
+        headers: DictType = {
+            "If-None-Match": "*",
+            "Content-Type": content_type,
+            _DIGEST_HEADER: digest,
+        }
+        try:
+            self._client._put_object(location.bucket, location.key, data, headers=headers)
+        except S3Error as error:
+            if error.code == "PreconditionFailed":
+                raise ObjectExistsError(f"{location.uri} was written by another writer first") from error
+            raise
         return ArtifactRef(uri=location.uri, sha256=digest, size_bytes=len(data))
 
     def put_content_addressed(

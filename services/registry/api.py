@@ -36,9 +36,9 @@ def create_router(
     router = APIRouter(prefix="/v1")
     decisions = APIRouter(route_class=credentials_first(tokens, role="approver", action=DECIDE))
 
-    def group_of(pipeline: str) -> ModelGroup:
+    async def group_of(pipeline: str) -> ModelGroup:
         try:
-            return registry.group(pipeline)
+            return await registry.current(pipeline)
         except LookupError as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
@@ -50,12 +50,12 @@ def create_router(
     @router.get("/groups", response_model=list[GroupSummary], tags=["read"])
     async def list_groups() -> list[GroupSummary]:
         """Every model group."""
-        return [GroupSummary.of(group) for _, group in sorted(registry.groups.items())]
+        return [GroupSummary.of(group) for _, group in sorted((await registry.current_groups()).items())]
 
     @router.get("/groups/{pipeline}", response_model=GroupSummary, tags=["read"], responses={404: {}})
     async def get_group(pipeline: PipelinePath) -> GroupSummary:
         """One model group."""
-        return GroupSummary.of(group_of(pipeline))
+        return GroupSummary.of(await group_of(pipeline))
 
     @router.get(
         "/groups/{pipeline}/versions", response_model=list[VersionSummary], tags=["read"], responses={404: {}}
@@ -64,7 +64,7 @@ def create_router(
         pipeline: PipelinePath, status_filter: Annotated[VersionStatus | None, Query(alias="status")] = None
     ) -> list[VersionSummary]:
         """The group's versions, oldest first, optionally only those with one status."""
-        group = group_of(pipeline)
+        group = await group_of(pipeline)
         versions = sorted(group.versions.values(), key=lambda v: v.number)
         return [VersionSummary.of(group, v) for v in versions if status_filter in (None, v.status)]
 
@@ -76,7 +76,7 @@ def create_router(
     )
     async def get_version(pipeline: PipelinePath, version: VersionPath) -> VersionDetail:
         """One version with metrics, lineage, report links, audit trail and deployments."""
-        group = group_of(pipeline)
+        group = await group_of(pipeline)
         if version not in group.versions:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pipeline} has no version {version}")
         return VersionDetail.of(group, group.versions[version])
@@ -86,7 +86,7 @@ def create_router(
     )
     async def get_champion(pipeline: PipelinePath) -> VersionDetail:
         """The most recently approved version."""
-        group = group_of(pipeline)
+        group = await group_of(pipeline)
         champion = group.champion()
         if champion is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{pipeline} has no approved version")
@@ -104,7 +104,7 @@ def create_router(
         at: Annotated[datetime | None, Query(description="only what was live at this time")] = None,
     ) -> list[DeploymentRecord]:
         """Which version was live in each environment, and when."""
-        group = group_of(pipeline)
+        group = await group_of(pipeline)
         records = [d for d in group.deployments if environment in (None, d.environment)]
         if at is not None:
             if at.tzinfo is None:
@@ -116,6 +116,7 @@ def create_router(
         pipeline: str, version: int, request: DecisionRequest, principal: Principal, *, approve: bool
     ) -> VersionDetail:
         action, target = ("approve" if approve else "reject"), f"{pipeline} version {version}"
+        await group_of(pipeline)
         try:
             decided, event = await registry.decide(
                 pipeline, version, approve=approve, by=principal.user, comment=request.comment
@@ -176,7 +177,7 @@ def create_router(
     ) -> VersionDetail:
         """Let a version serve in the next environment (the role that environment names, or admin)."""
         principal = tokens.identify(credentials)
-        group_of(pipeline)
+        await group_of(pipeline)
         role = registry.environment_role(pipeline, version, request.to)
         if role is None:
             raise HTTPException(

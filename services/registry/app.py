@@ -37,7 +37,13 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     specs = SpecStore(context.store, bucket=settings.artifacts_bucket)
     journal = JournalStore(context.store, bucket=settings.artifacts_bucket)
     signer = ApprovalSigner(context.store, bucket=settings.artifacts_bucket)
-    registry = Registry(journal=journal, store=context.store, spec_of=specs.get, signer=signer)
+    registry = Registry(
+        journal=journal,
+        store=context.store,
+        spec_of=specs.get,
+        signer=signer,
+        shared_journal=settings.registry_replicas > 1,
+    )
     register_handlers(context, registry)
 
     @asynccontextmanager

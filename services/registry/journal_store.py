@@ -3,6 +3,11 @@
 Every ``SNAPSHOT_EVERY`` entries of a group its folded state is also written as a snapshot
 (``snapshot.py``), so a start reads one snapshot per group and the few entries after it, not the
 whole history; a group without a valid snapshot is folded from its whole journal, as before.
+
+Entry ``n`` is created only if no object holds that key yet (``ArtifactStore.create``, a
+conditional PUT): two registry replicas, or a replica and a zombie of itself, can never both
+write entry ``n``. The loser gets ``ObjectExistsError``, folds in what the winner wrote
+(``catch_up``) and decides again on the newer state; see ``Registry``.
 """
 
 from __future__ import annotations
@@ -50,16 +55,37 @@ class JournalStore:
         self._snapshotted: dict[str, int] = {}  # the sequence of each group's newest snapshot
 
     def append(self, group: ModelGroup, entry: JournalEntry) -> None:
-        """Write ``entry`` as the group's next journal object, then fold it in."""
+        """Write ``entry`` as the group's next journal object, then fold it in.
+
+        Raises ``ObjectExistsError`` (and leaves ``group`` as it was) when another writer has
+        already written that entry: ``group`` is behind the journal.
+        """
         sequence = group.entries + 1
-        self._store.put(self._location(group.pipeline, sequence), _ENTRY.dump_json(entry))
+        self._store.create(self._location(group.pipeline, sequence), _ENTRY.dump_json(entry))
         group.apply(entry)
         self._snapshot_if_due(group)
 
+    def catch_up(self, group: ModelGroup) -> int:
+        """Fold in the entries other writers appended after ``group``'s last one; return how many."""
+        journal = f"{PREFIX}/{safe_segment(group.pipeline, what='pipeline')}/journal/"
+        after = self._location(group.pipeline, group.entries).key if group.entries else None
+        keys = _entries(self._store.list_keys(bucket=self._bucket, prefix=journal, start_after=after))
+        for key in keys:
+            if _sequence(key) != group.entries + 1:  # never fold across a hole: the order is the state
+                raise RuntimeError(f"the journal of {group.pipeline} lacks entry {group.entries + 1}")
+            group.apply(_ENTRY.validate_json(self._read(key)))
+        if keys:
+            self._snapshot_if_due(group)
+        return len(keys)
+
+    def pipelines(self) -> list[str]:
+        """The pipelines that have a folder in the journal, sorted."""
+        folders = self._store.list_prefixes(bucket=self._bucket, prefix=f"{PREFIX}/")
+        return [folder.split("/")[1] for folder in folders]
+
     def load(self) -> dict[str, ModelGroup]:
         """Every model group: its newest valid snapshot, then the journal entries after it, in order."""
-        folders = self._store.list_prefixes(bucket=self._bucket, prefix=f"{PREFIX}/")
-        pipelines = [folder.split("/")[1] for folder in folders]
+        pipelines = self.pipelines()
         groups: dict[str, ModelGroup] = {}
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             starts = list(pool.map(self._start, pipelines))
@@ -108,6 +134,10 @@ class JournalStore:
     def _location(self, pipeline: str, sequence: int) -> ObjectLocation:
         pipeline = safe_segment(pipeline, what="pipeline")
         return ObjectLocation(self._bucket, f"{PREFIX}/{pipeline}/journal/{sequence:010d}.json")
+
+
+def _sequence(key: str) -> int:
+    return int(key.rsplit("/", 1)[-1].removesuffix(".json"))
 
 
 def _entries(keys: list[str]) -> list[str]:

@@ -3,6 +3,14 @@
 Every method is idempotent for a repeated input: a candidate already registered is recognised by
 its run id and its decision completed if a crash interrupted it; the same outputs come back, with
 the same event ids, so consumers can tell a repeat from a new fact.
+
+More than one registry may run (replicas in one consumer group). Kafka assigns each the
+partitions, and so the pipelines, it consumes; but a rebalance, a decision over HTTP at any
+replica or a paused zombie can still make two of them change one group. Correctness does not
+rest on who consumes what: every change is appended as the group's next journal entry with a
+create-only write (``JournalStore.append``), and a replica that loses that race folds in the
+winner's entries and decides again on the newer state, where a repeated candidate is recognised
+by its run id. So a version number is given once, none is skipped, and no decision is lost.
 """
 
 from __future__ import annotations
@@ -10,11 +18,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from services.registry.journal import (
     Candidate,
+    JournalEntry,
     VersionApproved,
     VersionDeployed,
     VersionPromoted,
@@ -36,11 +46,14 @@ from shared.events import (
 )
 from shared.lineage import LineageRecord
 from shared.pipeline_spec import PipelineSpec
-from shared.storage import ArtifactStore
+from shared.storage import ArtifactStore, ObjectExistsError
 
 PRODUCER = "registry"
 AUTO_APPROVER = "policy:auto"
 GATE_REJECTER = "quality-gates"
+# Each lost race means another replica appended meanwhile; more losses in a row than this is a
+# fault worth retrying from Kafka (with backoff), not a loop.
+FENCE_ATTEMPTS = 20
 
 
 def _now() -> datetime:
@@ -58,8 +71,11 @@ class Registry:
         spec_of: Callable[[str, str], PipelineSpec],
         clock: Callable[[], datetime] = _now,
         signer: ApprovalSigner | None = None,
+        shared_journal: bool = False,
     ) -> None:
         self._journal = journal
+        # Other replicas write the same journal: reads first fold in what they appended.
+        self._shared_journal = shared_journal
         self._store = store
         self._spec_of = spec_of
         self._clock = clock
@@ -83,25 +99,48 @@ class Registry:
         except KeyError:
             raise LookupError(f"no model group named {pipeline!r}") from None
 
+    async def current(self, pipeline: str) -> ModelGroup:
+        """The group as the journal holds it now: with other replicas, their entries folded in first."""
+        if self._shared_journal:
+            await self._loaded.wait()
+            async with self._lock:
+                await self._caught_up(pipeline)
+        return self.group(pipeline)
+
+    async def current_groups(self) -> dict[str, ModelGroup]:
+        """Every group as the journal holds it now (with other replicas: groups they created too)."""
+        if self._shared_journal:
+            await self._loaded.wait()
+            pipelines = await asyncio.to_thread(self._journal.pipelines)
+            async with self._lock:
+                for pipeline in sorted(set(pipelines) | set(self.groups)):
+                    await self._caught_up(pipeline)
+        return self.groups
+
     async def register(self, evaluated: ModelEvaluated) -> list[Event]:
         """Register the candidate (once) and apply its gates and approval policy."""
         await self._loaded.wait()
         spec = await asyncio.to_thread(self._spec_of, evaluated.pipeline, evaluated.spec_version)
         async with self._lock:
             group = self.groups.setdefault(evaluated.pipeline, ModelGroup(evaluated.pipeline))
-            number = group.by_run_id.get(evaluated.run_id)
-            if number is None:
+            candidate = None
+            if evaluated.run_id not in group.by_run_id:
                 candidate = await self._candidate(evaluated)
-                number = group.next_version
-                entry = VersionRegistered(
+
+            def new_version(group: ModelGroup) -> JournalEntry | None:
+                if evaluated.run_id in group.by_run_id or candidate is None:
+                    return None  # registered already (perhaps by another replica)
+                return VersionRegistered(
                     at=self._clock(),
-                    version=number,
+                    version=group.next_version,
                     candidate=candidate,
                     approval=spec.approval,
                     deployment=spec.deployment.target,
                     environments=spec.environments,
                 )
-                await asyncio.to_thread(self._journal.append, group, entry)
+
+            await self._append(group, new_version)
+            number = group.by_run_id[evaluated.run_id]
             version = group.versions[number]
             await self._apply_policy(group, version)
         registered = ModelRegistered.caused_by(
@@ -119,11 +158,15 @@ class Registry:
         """A person's approval or rejection of a pending version."""
         await self._loaded.wait()
         async with self._lock:
-            group = self.group(pipeline)
-            version = group.check_decision(number, approve=approve)
+            group = await self._caught_up(pipeline)
             entry_type = VersionApproved if approve else VersionRejected
-            entry = entry_type(at=self._clock(), version=number, by=by, comment=comment)
-            await asyncio.to_thread(self._journal.append, group, entry)
+
+            def decision(group: ModelGroup) -> JournalEntry:
+                group.check_decision(number, approve=approve)  # decided meanwhile elsewhere: 409
+                return entry_type(at=self._clock(), version=number, by=by, comment=comment)
+
+            await self._append(group, decision)
+            version = group.versions[number]
         events = self._decision_events(group, version)
         return version, events[0]
 
@@ -133,18 +176,24 @@ class Registry:
         """A person's decision to let a version serve in the next environment."""
         await self._loaded.wait()
         async with self._lock:
-            group = self.group(pipeline)
-            version, before = group.check_promotion(number, to=to)
-            entry = VersionPromoted(
-                at=self._clock(),
-                version=number,
-                environment=to,
-                from_environment=before,
-                by=by,
-                comment=comment,
-                event_id=uuid4(),
-            )
-            await asyncio.to_thread(self._journal.append, group, entry)
+            group = await self._caught_up(pipeline)
+            event_id = uuid4()
+
+            def promotion(group: ModelGroup) -> JournalEntry:
+                _, before = group.check_promotion(number, to=to)  # promoted meanwhile elsewhere: 409
+                return VersionPromoted(
+                    at=self._clock(),
+                    version=number,
+                    environment=to,
+                    from_environment=before,
+                    by=by,
+                    comment=comment,
+                    event_id=event_id,
+                )
+
+            await self._append(group, promotion)
+            version = group.versions[number]
+            entry = version.promotions[to]
         candidate = version.registered.candidate
         return version, self._promoted_event(group, version, entry, cause_id=candidate.evaluated_event_id)
 
@@ -162,17 +211,21 @@ class Registry:
         """
         await self._loaded.wait()
         async with self._lock:
-            group = self.group(deployed.pipeline)
-            live = group.live(deployed.environment)
-            if live is None or live.version != deployed.version:
-                entry = VersionDeployed(
+            group = await self._caught_up(deployed.pipeline)
+
+            def went_live(group: ModelGroup) -> JournalEntry | None:
+                live = group.live(deployed.environment)
+                if live is not None and live.version == deployed.version:
+                    return None
+                return VersionDeployed(
                     at=deployed.occurred_at,
                     version=deployed.version,
                     environment=deployed.environment,
                     endpoint_url=deployed.endpoint_url,
                     deployed_event_id=deployed.event_id,
                 )
-                await asyncio.to_thread(self._journal.append, group, entry)
+
+            await self._append(group, went_live)
             return await self._auto_promote(group, deployed)
 
     async def _auto_promote(self, group: ModelGroup, deployed: ModelDeployed) -> list[Event]:
@@ -182,11 +235,14 @@ class Registry:
         following = next_environment(version.registered.environments, deployed.environment)
         if following is None or following.approval != "auto":
             return []
-        promotion = version.promotions.get(following.name)
-        if promotion is None:
-            promotion = VersionPromoted(
+        number = version.number
+
+        def auto_promotion(group: ModelGroup) -> JournalEntry | None:
+            if following.name in group.versions[number].promotions:
+                return None  # promoted already (by this fact at another replica, or by a person)
+            return VersionPromoted(
                 at=self._clock(),
-                version=version.number,
+                version=number,
                 environment=following.name,
                 from_environment=deployed.environment,
                 by=AUTO_APPROVER,
@@ -194,8 +250,11 @@ class Registry:
                 event_id=uuid5(deployed.event_id, "ModelPromoted"),
                 cause_id=deployed.event_id,
             )
-            await asyncio.to_thread(self._journal.append, group, promotion)
-        elif promotion.cause_id != deployed.event_id:
+
+        await self._append(group, auto_promotion)
+        version = group.versions[number]
+        promotion = version.promotions[following.name]
+        if promotion.cause_id != deployed.event_id:
             return []  # promoted before, by another fact or a person
         return [self._promoted_event(group, version, promotion, cause_id=deployed.event_id)]
 
@@ -225,20 +284,43 @@ class Registry:
         return self._signer.sign(promoted) if self._signer else promoted
 
     async def _apply_policy(self, group: ModelGroup, version: ModelVersion) -> None:
+        await self._append(group, partial(self._policy_decision, number=version.number))
+
+    def _policy_decision(self, group: ModelGroup, *, number: int) -> JournalEntry | None:
+        """What the gates and the approval policy decide for a pending version (None: nothing to do)."""
+        version = group.versions[number]
         if version.status != "PendingManualApproval":
-            return
+            return None
         registered = version.registered
         if not registered.candidate.passed:
-            entry: VersionApproved | VersionRejected = VersionRejected(
-                at=self._clock(), version=version.number, by=GATE_REJECTER, comment=_gate_summary(version)
+            return VersionRejected(
+                at=self._clock(), version=number, by=GATE_REJECTER, comment=_gate_summary(version)
             )
-        elif registered.approval == "auto":
-            entry = VersionApproved(
-                at=self._clock(), version=version.number, by=AUTO_APPROVER, comment="gates passed"
-            )
-        else:
-            return
-        await asyncio.to_thread(self._journal.append, group, entry)
+        if registered.approval == "auto":
+            return VersionApproved(at=self._clock(), version=number, by=AUTO_APPROVER, comment="gates passed")
+        return None
+
+    async def _append(self, group: ModelGroup, decide: Callable[[ModelGroup], JournalEntry | None]) -> None:
+        """Append what ``decide`` makes of the group's state, deciding again after each lost race."""
+        for _ in range(FENCE_ATTEMPTS):
+            entry = decide(group)
+            if entry is None:
+                return
+            try:
+                await asyncio.to_thread(self._journal.append, group, entry)
+                return
+            except ObjectExistsError:  # another replica appended first: fold its entries in, decide again
+                await asyncio.to_thread(self._journal.catch_up, group)
+        raise TimeoutError(f"{group.pipeline}: lost {FENCE_ATTEMPTS} journal races in a row")
+
+    async def _caught_up(self, pipeline: str) -> ModelGroup:
+        """The group with every journal entry folded in (LookupError if none); the caller holds the lock."""
+        group = self.groups.get(pipeline) or ModelGroup(pipeline)
+        await asyncio.to_thread(self._journal.catch_up, group)
+        if not group.entries:
+            raise LookupError(f"no model group named {pipeline!r}")
+        self.groups[pipeline] = group
+        return group
 
     def _decision_events(
         self, group: ModelGroup, version: ModelVersion, *, cause: ModelEvaluated | None = None

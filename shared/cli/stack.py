@@ -6,7 +6,7 @@ import click
 
 from infra import InfraError, process
 from infra import stack as infrastructure
-from infra.services import SERVICES, service_server, start_services, stop_services
+from infra.services import parse_replicas, service_servers, start_services, stop_services
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import UserError, console, print_json, print_table
 from shared.secrets import api_tokens_of, approver_token, ensure_local_secrets, secrets_path
@@ -14,15 +14,33 @@ from shared.secrets import api_tokens_of, approver_token, ensure_local_secrets, 
 
 @click.command()
 @click.option("--infra-only", is_flag=True, help="Only Kafka and MinIO, not the services.")
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 5),
+    default=None,
+    help="Kafka brokers in one KRaft cluster (default CONVEYOR_KAFKA_BROKERS, 1).",
+)
+@click.option(
+    "--replicas",
+    default="",
+    metavar="NAME=N,...",
+    help="Processes per service in its consumer group, e.g. train=2,ingest=2 (not deploy).",
+)
 @pass_cli
-def up(cli: CliContext, infra_only: bool) -> None:
+def up(cli: CliContext, infra_only: bool, brokers: int | None, replicas: str) -> None:
     """Start Kafka, MinIO and the services (what already runs is left alone)."""
+    try:
+        counts = parse_replicas(replicas)
+    except ValueError as error:
+        raise UserError(f"--replicas: {error}") from None
+    if brokers is not None:
+        cli.settings = cli.settings.model_copy(update={"kafka_brokers": brokers})
     try:
         with console.status("starting Kafka and MinIO (the first start builds or downloads them)"):
             cli.settings = infrastructure.up(cli.settings)
         if not infra_only:
             with console.status("starting the services"):
-                start_services(cli.settings)
+                start_services(cli.settings, replicas=counts)
     except InfraError as error:
         raise UserError(str(error)) from None
     _show_status(cli)
@@ -75,12 +93,10 @@ def _show_status(cli: CliContext) -> bool:
         {"name": s.name, "pid": s.pid, "address": s.address, "healthy": s.healthy}
         for s in infrastructure.status(cli.settings)
     ]
-    for name in SERVICES:
-        server = service_server(name, cli.settings)
+    for server in service_servers(cli.settings):
         pid = process.running_pid(server)
-        rows.append(
-            {"name": name, "pid": pid, "address": server.address, "healthy": bool(pid and server.ready())}
-        )
+        healthy = bool(pid and server.ready())
+        rows.append({"name": server.name, "pid": pid, "address": server.address, "healthy": healthy})
     if cli.json_output:
         print_json(rows)
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 from faststream.kafka import KafkaBroker
 
@@ -17,7 +19,16 @@ def create_broker(settings: Settings, *, telemetry: Telemetry | None = None) -> 
     """
     middlewares = (telemetry.kafka_middleware(),) if telemetry else ()
     return KafkaBroker(
-        settings.bootstrap_servers,
+        # A list: FastStream hands a single string to aiokafka as one host, commas and all.
+        settings.bootstrap_servers.split(","),
+        # Host and pid name the process in the group's membership: which replica consumes which
+        # partitions (and so owns which pipelines) shows in `kafka-consumer-groups --describe`.
+        client_id=f"conveyor-{socket.gethostname()}-{os.getpid()}",
+        # A broker that restarted is missing from metadata fetched while it was down; when the
+        # group coordinator moves back to it, a client on 5-minute-old metadata (aiokafka's
+        # default) cannot reach its coordinator and stops consuming for minutes (seen in the
+        # cluster suite). Refreshed every few seconds, it finds the coordinator at once.
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         enable_idempotence=True,
         acks="all",
         max_request_size=settings.kafka_max_message_bytes,

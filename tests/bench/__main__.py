@@ -10,7 +10,18 @@ import asyncio
 import os
 import sys
 
-BENCHMARKS = ("serving", "throughput", "bus", "production", "batch", "registry", "scale", "console", "onnx")
+BENCHMARKS = (
+    "serving",
+    "throughput",
+    "bus",
+    "production",
+    "batch",
+    "registry",
+    "scale",
+    "console",
+    "onnx",
+    "scaling",
+)
 
 
 def main() -> int:

@@ -13,7 +13,18 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ("serving", "throughput", "bus", "production", "batch", "registry", "scale", "console")
+ORDER = (
+    "serving",
+    "throughput",
+    "bus",
+    "production",
+    "batch",
+    "registry",
+    "scale",
+    "console",
+    "onnx",
+    "scaling",
+)
 HEADERS = ["measure", "Conveyor", "baseline", "ratio", "target", "met"]
 
 

@@ -19,6 +19,7 @@ from tests.bench import (
     bench_production,
     bench_registry,
     bench_scale,
+    bench_scaling,
     bench_serving,
 )
 from tests.bench.harness import BenchContext, bench_settings
@@ -47,6 +48,7 @@ def _runners(
         "scale": bench_scale.run,
         "console": bench_console.run,
         "onnx": bench_onnx.run,
+        "scaling": bench_scaling.run,
     }
     for name, run in singles.items():
         if name in chosen:
@@ -109,6 +111,7 @@ ANALYSES = {
     "registry": bench_registry.ANALYSIS,
     "scale": bench_scale.ANALYSIS,
     "console": bench_console.ANALYSIS,
+    "scaling": bench_scaling.ANALYSIS,
 }
 
 

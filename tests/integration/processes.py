@@ -24,11 +24,18 @@ class ServiceProcess:
     """One ``python -m services.<name>`` process with its own log file."""
 
     def __init__(
-        self, name: str, *, env: Mapping[str, str], log_dir: Path, ready_url: str | None = None
+        self,
+        name: str,
+        *,
+        env: Mapping[str, str],
+        log_dir: Path,
+        ready_url: str | None = None,
+        label: str | None = None,
     ) -> None:
         self.name = name
         self.env = {**os.environ, **env, "BENTOML_DO_NOT_TRACK": "True"}
-        self.log = log_dir / f"{name}.log"
+        # A second replica of a service logs under its own label (``registry-2``).
+        self.log = log_dir / f"{label or name}.log"
         self.ready_url = ready_url
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -664,3 +664,23 @@ def test_docker_compose_config_accepts_the_file(compose: dict[str, Any]) -> None
         conditions = {dep: spec["condition"] for dep, spec in theirs["depends_on"].items()}
         assert conditions == _depends_on(ours), f"{name}: compose reads other depends_on {conditions}"
         assert set(theirs["environment"]) == set(_environment(ours)), f"{name}: environment differs"
+
+
+# --- 4. scaling out (cluster mode) ----------------------------------------------------------------
+
+SCALABLE = ("ingest", "train", "evaluate")
+
+
+@pytest.mark.parametrize("name", SCALABLE)
+def test_consumer_services_scale_by_deploy_replicas_defaulting_to_one(
+    compose: dict[str, Any], name: str
+) -> None:
+    replicas = str(_service(compose, name).get("deploy", {}).get("replicas", ""))
+    assert _INTERPOLATION.fullmatch(replicas), f"{name}: deploy.replicas {replicas!r} is not a ${{VAR:-1}}"
+    assert _interpolate(replicas) == "1", f"{name}: deploy.replicas defaults to {_interpolate(replicas)}"
+    assert not _ports(_service(compose, name)), f"{name}: a published port would stop a second replica"
+
+
+def test_kafka_partitions_match_the_settings_default(compose: dict[str, Any]) -> None:
+    env = _environment(_service(compose, "kafka"))
+    assert str(env.get("KAFKA_NUM_PARTITIONS")) == str(Settings.model_fields["kafka_partitions"].default)

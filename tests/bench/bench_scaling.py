@@ -1,0 +1,226 @@
+"""Scaling out by consumer group: arrivals per minute with one and two train replicas, and rebalances.
+
+Ingest, evaluate and the registry run once, train once and then twice, all as processes in groups
+of their own (no deploy: the specs serve nothing). Each round publishes one arrival per pipeline
+for twelve pipelines, two for each of the six partitions, whose training is a CPU-bound grid
+search (a random forest, 3 folds); the clock stops when every arrival is registered. The baseline
+is the same round with one train replica. Then a second replica is started (join: until the group
+lists both with partitions assigned) and one is SIGKILLed (death: until the survivor holds every
+partition, which Kafka decides when the dead member's session times out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from shared import topics
+from shared.clients.events import EventWatcher, publish_data_arrival
+from shared.events import ALL_EVENTS, ModelRegistered
+from shared.messaging import ensure_topics
+from shared.pipeline_spec import PipelineSpec
+from shared.settings import Settings
+from shared.spec_store import SpecStore
+from shared.storage import ArtifactStore, minio_client
+from tests.bench.bench_production import breast_cancer
+from tests.bench.harness import SINGLE_THREADED, BenchContext, remove_bucket
+from tests.bench.report import Section, now
+from tests.cluster.cluster_tools import group_assignment
+from tests.integration.kafka_tools import start_group_at_end
+from tests.integration.processes import ServiceProcess, free_port
+
+SERVICES = ("registry", "ingest", "train", "evaluate")
+PER_PARTITION = 2
+ANALYSIS = """
+Two train processes on two cores can at best double the rate; the search is single-threaded in
+each (OMP/BLAS pinned to one thread), so the second replica adds a core's worth of fitting while
+ingest, evaluate, the registry, Kafka and MinIO share the same two cores. A dead replica's
+partitions move only when its session expires (aiokafka's default 10 s session time-out), not
+when it dies; a clean stop (SIGTERM) leaves the group at once.
+"""
+
+
+def search_spec(name: str, *, quick: bool) -> PipelineSpec:
+    """A random forest tuned by a 3-fold grid search: seconds of single-threaded CPU per arrival."""
+    trees = [5, 10] if quick else [10, 20]
+    return PipelineSpec.from_mapping(
+        {
+            "name": name,
+            "target": "target",
+            "task": "classification",
+            "estimator": {
+                "path": "sklearn.ensemble.RandomForestClassifier",
+                "search": {"space": {"n_estimators": trees, "max_depth": [4]}, "folds": 3},
+            },
+            "gates": [{"metric": "accuracy", "min": 0.5}],
+            "approval": "auto",
+            "deployment": {"realtime": False, "batch": False},
+        }
+    )
+
+
+def spread_names(prefix: str, partitions: int) -> list[str]:
+    """Pipeline names, ``PER_PARTITION`` for each partition (keys go to partitions by murmur2)."""
+    ids = list(range(partitions))
+    chosen: dict[int, list[str]] = {p: [] for p in ids}
+    n = 0
+    while any(len(names) < PER_PARTITION for names in chosen.values()):
+        name = f"{prefix}-{n}"
+        partition = DefaultPartitioner()(name.encode(), ids, ids)
+        if len(chosen[partition]) < PER_PARTITION:
+            chosen[partition].append(name)
+        n += 1
+    return [name for names in chosen.values() for name in names]
+
+
+@dataclass
+class Stack:
+    """The services as processes, their settings and environment, and a watcher of every topic."""
+
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, ServiceProcess]
+    watcher: EventWatcher
+    specs: SpecStore
+
+
+async def _start(context: BenchContext) -> Stack:
+    tag = f"{context.run_id}-scale"
+    settings = context.settings.model_copy(
+        update={
+            "consumer_group_prefix": f"bench-{tag}",
+            "registry_port": free_port(),
+            "state_dir": context.scratch("scaling-state"),
+            "artifacts_bucket": f"bench-art-{tag}",
+            "landing_bucket": f"bench-land-{tag}",
+        }
+    )
+    env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
+    env.update(SINGLE_THREADED)
+    env.update(
+        CONVEYOR_CONSUMER_GROUP_PREFIX=settings.consumer_group_prefix,
+        CONVEYOR_REGISTRY_PORT=str(settings.registry_port),
+        CONVEYOR_STATE_DIR=str(settings.state_dir),
+        CONVEYOR_ARTIFACTS_BUCKET=settings.artifacts_bucket,
+        CONVEYOR_LANDING_BUCKET=settings.landing_bucket,
+    )
+    names = [event.topic for event in ALL_EVENTS]
+    await ensure_topics(settings, names)
+    for name in SERVICES:  # new groups skip what was published before this run
+        await start_group_at_end(settings, group_id=f"{settings.consumer_group_prefix}-{name}", topics=names)
+    watcher = EventWatcher(settings, names)
+    await watcher.start()
+    store = ArtifactStore.from_settings(settings)
+    await asyncio.to_thread(store.ensure_buckets)
+    log_dir = context.scratch("scaling-logs")
+    stack = Stack(settings, env, log_dir, {}, watcher, SpecStore(store, bucket=settings.artifacts_bucket))
+    try:
+        for name in SERVICES:
+            url = f"{settings.registry_base_url}/health/ready" if name == "registry" else None
+            process = ServiceProcess(name, env=env, log_dir=log_dir, ready_url=url)
+            stack.processes[name] = process
+            await asyncio.to_thread(process.start, timeout=120)
+    except BaseException:
+        await _stop(stack)
+        raise
+    return stack
+
+
+async def _stop(stack: Stack) -> None:
+    for process in reversed(stack.processes.values()):
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(process.stop)
+    await stack.watcher.stop()
+    client = minio_client(stack.settings)
+    for bucket in (stack.settings.artifacts_bucket, stack.settings.landing_bucket):
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(remove_bucket, client, bucket)
+
+
+async def _round(stack: Stack, names: list[str], *, seed: int) -> float:
+    """Seconds from publishing one arrival per pipeline until every one is registered."""
+    data = breast_cancer(seed=seed).to_csv(index=False).encode()
+    began = time.perf_counter()
+    arrivals = await asyncio.gather(
+        *(publish_data_arrival(stack.settings, pipeline=n, data=data, filename="bc.csv") for n in names)
+    )
+    for arrival in arrivals:
+        await stack.watcher.wait_for(ModelRegistered, correlation_id=arrival.correlation_id, timeout=900)
+    return time.perf_counter() - began
+
+
+async def _members(stack: Stack) -> dict[int, set[int]]:
+    """Each train replica's pid and the DatasetValidated partitions it holds."""
+    group = f"{stack.settings.consumer_group_prefix}-train"
+    return await group_assignment(stack.settings, group=group, topic=topics.DATASET_VALIDATED)
+
+
+async def _until(
+    stack: Stack, condition: Callable[[dict[int, set[int]]], bool], *, timeout: float = 120
+) -> float:
+    began = time.perf_counter()
+    while not condition(await _members(stack)):
+        if time.perf_counter() - began > timeout:
+            raise TimeoutError("the train group did not settle")
+        await asyncio.sleep(0.1)
+    return time.perf_counter() - began
+
+
+async def run(context: BenchContext) -> Section:
+    """One train replica, then two, on the same rounds; then a join and a death."""
+    started = time.perf_counter()
+    stack = await _start(context)
+    partitions = stack.settings.kafka_partitions
+    names = spread_names(f"bench-scale-{context.run_id}", partitions)
+    try:
+        for name in names:
+            await asyncio.to_thread(stack.specs.apply, search_spec(name, quick=context.quick))
+        one = await _round(stack, names, seed=1)
+
+        second = ServiceProcess("train", label="train-2", env=stack.env, log_dir=stack.log_dir)
+        stack.processes["train-2"] = second
+        spawned = time.perf_counter()
+        starting = asyncio.create_task(asyncio.to_thread(second.start, timeout=120))
+        await _until(stack, lambda m: len(m) == 2 and all(m.values()), timeout=180)
+        joined = time.perf_counter() - spawned
+        await starting
+        two = await _round(stack, names, seed=2)
+
+        await asyncio.to_thread(second.kill)
+        died = await _until(stack, lambda m: len(m) == 1 and sum(map(len, m.values())) == partitions)
+    finally:
+        await _stop(stack)
+    arrivals = len(names)
+    section = Section(
+        key="scaling",
+        title="7. Scaling out by consumer group (train replicas, rebalances)",
+        method=(__doc__ or "").split("\n\n", 1)[1].replace("\n", " ").strip(),
+        quick=context.quick,
+    )
+    rate_one, rate_two = arrivals / one * 60, arrivals / two * 60
+    section.add(
+        "arrivals per minute, 2 train replicas vs 1",
+        rate_two,
+        rate_one,
+        unit="/min",
+        target="≥ 1.6x",
+        met=rate_two / rate_one >= 1.6,
+        digits=1,
+    )
+    section.add("a replica joins: spawn → both hold partitions", joined, None, unit="s", digits=1)
+    section.add("a replica is SIGKILLed → the survivor holds all", died, None, unit="s", digits=1)
+    section.notes.append(
+        f"{arrivals} arrivals per round over {partitions} partitions; rounds of {one:.0f} s and {two:.0f} s"
+    )
+    section.analysis = ANALYSIS
+    section.seconds = time.perf_counter() - started
+    section.finished_at = now()
+    return section
