@@ -71,7 +71,16 @@ def test_replica_options_parse_and_refuse_what_cannot_scale() -> None:
 def test_replicas_have_their_own_names_logs_and_registry_ports(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, registry_port=18000, kafka_brokers=1)
     servers = {s.name: s for s in service_servers(settings, {"registry": 2, "train": 2})}
-    assert set(servers) == {"registry", "registry-2", "ingest", "train", "train-2", "evaluate", "deploy", "console"}
+    assert set(servers) == {
+        "registry",
+        "registry-2",
+        "ingest",
+        "train",
+        "train-2",
+        "evaluate",
+        "deploy",
+        "console",
+    }
     assert servers["registry-2"].ports == [("127.0.0.1", 18001)]
     assert servers["registry-2"].env["CONVEYOR_REGISTRY_REPLICAS"] == "2"
     assert servers["train-2"].output.name == "train-2.log"
