@@ -49,7 +49,9 @@ class DeployProcess:
                     if (await client.get("/health/ready")).status_code == 200:
                         return
                 await asyncio.sleep(0.1)
-        raise AssertionError(f"the deploy service did not become ready:\n{self.log_tail()}")
+        tail = self.log_tail()
+        await self.kill()  # a service left running would take later tests' approvals
+        raise AssertionError(f"the deploy service did not become ready:\n{tail}")
 
     async def stop(self, *, timeout: float = 60.0) -> None:
         """SIGTERM, and wait for a clean exit."""
