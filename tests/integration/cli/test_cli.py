@@ -95,7 +95,8 @@ def test_data_publish_reports_the_arrival(settings: Settings, tmp_path: Path, sp
     data.write_text("a,target\n1,0\n2,1\n")
     result = run("--json", "data", "publish", str(data), "--pipeline", name)
     assert result.returncode == 0, result.stderr
-    assert "uploading data.csv" in result.stderr and "16/16 bytes" in result.stderr  # the progress bar
+    size = data.stat().st_size
+    assert "uploading data.csv" in result.stderr and f"{size}/{size} bytes" in result.stderr  # the progress bar
     event = json.loads(result.stdout)
     assert event["pipeline"] == name and event["uri"].startswith(f"s3://{settings.landing_bucket}/{name}/")
 
