@@ -62,13 +62,17 @@ class Guard:
                 "reload the page and try again.",
             )
 
-    def approver(self, token: str | None) -> Principal:
-        """The approver behind ``token``, or the reason there is none."""
+    def allowed(self, token: str | None, *, role: str | None) -> Principal:
+        """Who is behind ``token`` if it may act as ``role`` (any valid token when None), or why not.
+
+        As the APIs decide: approving and rejecting need approver, rollback and replay operator,
+        and admin may do everything.
+        """
         if not token:
             raise Refused(401, "Sign in with the approver token first: actions need it.")
         principal = self.tokens.principal(token)
         if principal is None:
             raise Refused(401, "Unknown token: sign in again with a valid approver token.")
-        if principal.role != "approver":
-            raise Refused(403, f"User {principal.user!r} lacks the approver role.")
+        if role is not None and not principal.may(role):
+            raise Refused(403, f"User {principal.user!r} (role {principal.role!r}) lacks the {role} role.")
         return principal

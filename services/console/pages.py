@@ -125,7 +125,7 @@ def routes(ports: Ports) -> list[Route]:
         pipeline, version = request.path_params["pipeline"], request.path_params["version"]
         approve = request.path_params["action"] == "approve"
         token = request.cookies.get(TOKEN_COOKIE)
-        p.guard.approver(token)
+        p.guard.allowed(token, role="approver")
         await asyncio.to_thread(
             _decide, p.settings, token, pipeline, version, approve, form.get("comment", "")
         )
@@ -144,7 +144,7 @@ def routes(ports: Ports) -> list[Route]:
         await _form(p, request)
         pipeline = request.path_params["pipeline"]
         token = request.cookies.get(TOKEN_COOKIE)
-        p.guard.approver(token)
+        p.guard.allowed(token, role="operator")
         done = await asyncio.to_thread(_rollback, p.settings, token, pipeline)
         return _back("/deployments", f"{pipeline} rolled back to version {done['version']}")
 
@@ -165,7 +165,7 @@ def routes(ports: Ports) -> list[Route]:
 
     async def replay_letters(request: Request) -> Response:
         form = await _form(p, request)
-        p.guard.approver(request.cookies.get(TOKEN_COOKIE))
+        p.guard.allowed(request.cookies.get(TOKEN_COOKIE), role="operator")
         topic, reason = form.get("topic", ""), form.get("reason", "")
         reasons = [reason] if reason in (*REASONS, UNKNOWN_REASON) else [*REASONS, UNKNOWN_REASON]
         sent = await replay(p.settings, topic, reasons=reasons)
@@ -186,7 +186,7 @@ def routes(ports: Ports) -> list[Route]:
     async def login(request: Request) -> Response:
         form = await _form(p, request)
         token = form.get("token", "").strip()
-        principal = p.guard.approver(token)
+        principal = p.guard.allowed(token, role=None)
         response = _back(_local(form.get("next")), f"signed in as {principal.user}")
         response.set_cookie(TOKEN_COOKIE, token, **COOKIE_FLAGS)  # type: ignore[arg-type]
         return response

@@ -14,6 +14,7 @@ from services.deploy.app import CONSUMED, PRODUCED
 from services.deploy.processes import tagged
 from services.deploy.settings import DeploySettings
 from shared import topics
+from shared.clients.events import EventWatcher
 from shared.events import (
     BatchPredictionCompleted,
     BatchPredictionFailed,
@@ -28,7 +29,6 @@ from shared.storage import ArtifactStore, minio_client
 from tests.bench.harness import BenchContext, remove_bucket, wait_until
 from tests.bench.models import Fitted
 from tests.integration.deploy.fixtures import (
-    EventCollector,
     approval,
     model_artifact,
     publish,
@@ -62,7 +62,7 @@ class DeployStack:
     settings: DeploySettings
     store: ArtifactStore
     service: DeployProcess
-    collector: EventCollector
+    collector: EventWatcher
     producer: AIOKafkaProducer
 
     @classmethod
@@ -74,7 +74,7 @@ class DeployStack:
         await ensure_topics(settings, [*CONSUMED, *PRODUCED])
         group = f"{settings.consumer_group_prefix}-deploy"
         await start_group_at_end(settings, group_id=group, topics=list(CONSUMED))
-        collector = EventCollector(settings, [*PRODUCED, topics.PREDICTIONS_CAPTURED])
+        collector = EventWatcher(settings, [*PRODUCED, topics.PREDICTIONS_CAPTURED])
         await collector.start()
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True)
         await producer.start()
@@ -85,7 +85,7 @@ class DeployStack:
     async def deploy(self, fitted: Fitted, *, version: int = 1) -> str:
         """Store ``fitted`` as the registry would find it, approve it, and return its endpoint's URL."""
         await publish(self.producer, await self._approval(fitted, version=version, realtime=True))
-        found = await self.collector.wait_for(
+        found = await self.collector.wait_until(
             ModelDeployed, pipeline=fitted.spec.name, where=lambda e: e.version == version, timeout=180
         )
         return found[0].endpoint_url
@@ -125,12 +125,13 @@ class DeployStack:
         await publish(self.producer, event)
 
         def outcome() -> list[Event]:
-            return [
-                e
-                for e in self.collector.events
-                if isinstance(e, BatchPredictionCompleted | BatchPredictionFailed)
-                and e.causation_id == event.event_id
+            caused: list[Event] = [
+                *self.collector.of(
+                    BatchPredictionCompleted, where=lambda e: e.causation_id == event.event_id
+                ),
+                *self.collector.of(BatchPredictionFailed, where=lambda e: e.causation_id == event.event_id),
             ]
+            return caused
 
         async def finished() -> bool:
             return bool(outcome())

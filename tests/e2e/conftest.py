@@ -73,7 +73,8 @@ def service_env(stack_settings: Settings) -> dict[str, str]:
         CONVEYOR_STATE_DIR=str(stack_settings.state_dir),
         CONVEYOR_SERVING_PORT_BASE=str(random.randrange(30000, 40000, 20)),
         CONVEYOR_SERVING_PORT_COUNT="20",
-        CONVEYOR_API_TOKENS=f'{{"{TOKEN}": {{"user": "e2e-approver", "role": "approver"}}}}',
+        # Admin: the console's tests approve, roll back and replay with the one token they sign in with.
+        CONVEYOR_API_TOKENS=f'{{"{TOKEN}": {{"user": "e2e-admin", "role": "admin"}}}}',
         # The stack's state directory has no secrets.json of its own: the session's keys, explicitly.
         CONVEYOR_MINIO_ACCESS_KEY=stack_settings.minio_access_key,
         CONVEYOR_MINIO_SECRET_KEY=stack_settings.minio_secret_key.get_secret_value(),

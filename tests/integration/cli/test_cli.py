@@ -96,7 +96,9 @@ def test_data_publish_reports_the_arrival(settings: Settings, tmp_path: Path, sp
     result = run("--json", "data", "publish", str(data), "--pipeline", name)
     assert result.returncode == 0, result.stderr
     size = data.stat().st_size
-    assert "uploading data.csv" in result.stderr and f"{size}/{size} bytes" in result.stderr  # the progress bar
+    assert (
+        "uploading data.csv" in result.stderr and f"{size}/{size} bytes" in result.stderr
+    )  # the progress bar
     event = json.loads(result.stdout)
     assert event["pipeline"] == name and event["uri"].startswith(f"s3://{settings.landing_bucket}/{name}/")
 

@@ -101,7 +101,7 @@ async def test_endpoint_and_batch_compute_derived_columns_as_training_did(
         categorical=CATEGORICAL,
     )
     await publish(kafka_producer, approval(published, version=1))
-    deployed = await deploy_stack.collector.wait_for(ModelDeployed, pipeline=name, timeout=120)
+    deployed = await deploy_stack.collector.wait_until(ModelDeployed, pipeline=name, timeout=120)
 
     raw = data.test[[*NUMERIC, *CATEGORICAL]]
     expected = fit.pipeline.predict(raw).tolist()
@@ -122,7 +122,7 @@ async def test_endpoint_and_batch_compute_derived_columns_as_training_did(
     deploy_stack.store.put(csv, data.test.to_csv(index=False).encode())
     request = BatchPredictionRequested.first(producer="test", pipeline=name, input_uri=csv.uri, version=None)
     await publish(kafka_producer, request)
-    done = await deploy_stack.collector.wait_for(BatchPredictionCompleted, pipeline=name, timeout=90)
+    done = await deploy_stack.collector.wait_until(BatchPredictionCompleted, pipeline=name, timeout=90)
     output = pd.read_parquet(
         io.BytesIO(deploy_stack.store.read(deploy_stack.store.locate(done[0].output_uri)))
     )

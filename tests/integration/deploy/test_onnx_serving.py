@@ -49,7 +49,7 @@ async def test_a_proven_version_answers_through_onnx_runtime_like_scikit_learn(
         version=1,
     )
     await publish(kafka_producer, approval(published, version=1))
-    (deployed,) = await deploy_stack.collector.wait_for(ModelDeployed, pipeline=name, timeout=120)
+    (deployed,) = await deploy_stack.collector.wait_until(ModelDeployed, pipeline=name, timeout=120)
     assert deployed.runtime is not None and deployed.runtime.name == "onnxruntime", deployed.runtime
     assert deployed.runtime.reason.startswith(f"proven equal on all {len(data.test)} test-split rows")
 

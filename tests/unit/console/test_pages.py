@@ -16,7 +16,7 @@ from services.console.timeline import Timeline
 from services.console.views import arrival_steps, pipeline_rows
 from shared.events import DataArrived
 
-TOKENS = SecretStr('{"good": {"user": "ann", "role": "approver"}, "look": {"user": "bob", "role": "viewer"}}')
+TOKENS = SecretStr('{"good": {"user": "ann", "role": "approver"}, "look": {"user": "bob", "role": "reader"}}')
 
 
 def guard() -> Guard:
@@ -33,12 +33,19 @@ def test_a_form_needs_the_csrf_token_of_its_own_session() -> None:
         assert refused.value.status_code == 403 and "CSRF" in refused.value.message
 
 
-def test_only_an_approver_token_may_act() -> None:
+def test_each_action_needs_a_token_whose_role_allows_it() -> None:
     g = guard()
-    assert g.approver("good").user == "ann"
-    for token, status in [(None, 401), ("", 401), ("bad", 401), ("look", 403)]:
+    assert g.allowed("good", role="approver").user == "ann"
+    assert g.allowed("look", role=None).user != "ann"  # any valid token signs in
+    for token, role, status in [
+        (None, None, 401),
+        ("", "approver", 401),
+        ("bad", None, 401),
+        ("look", "approver", 403),
+        ("good", "operator", 403),  # an approver may not roll back or replay
+    ]:
         with pytest.raises(Refused) as refused:
-            g.approver(token)
+            g.allowed(token, role=role)
         assert refused.value.status_code == status
 
 
