@@ -109,7 +109,14 @@ def routes(ports: Ports) -> list[Route]:
         # The version to show is known before the list arrives when the events named it: ask for both at once.
         known = wanted or p.timeline.latest_version(pipeline)
         if known is None:
-            listed, detail = await asyncio.to_thread(_group, p.registry, pipeline, None)
+            try:
+                listed, detail = await asyncio.to_thread(_group, p.registry, pipeline, None)
+            except ApiError as error:
+                # Arrivals the events show (a rejected dataset, a training still running) have a
+                # page before the registry has a group for them.
+                if error.status_code != 404 or pipeline not in p.timeline.pipelines:
+                    raise
+                listed, detail = [], None
         else:
             listed, detail = await asyncio.gather(
                 asyncio.to_thread(p.registry.versions, pipeline),
