@@ -14,6 +14,7 @@ from services.evaluate import handlers as evaluate_handlers
 from services.ingest import handlers as ingest_handlers
 from services.registry import handlers as registry_handlers
 from services.train import handlers as train_handlers
+from shared.approvals import ApprovalSigner
 from shared.events import (
     BatchPredictionCompleted,
     BatchPredictionRequested,
@@ -129,8 +130,13 @@ class FollowUp:
     output: type[Event] | None
 
 
-def follow_up(event_type: type[Event], chain: dict[type[Event], Event], *, environment: str) -> FollowUp:
-    """The valid event of ``event_type`` for a served pipeline whose chain is ``chain``."""
+def follow_up(
+    event_type: type[Event], chain: dict[type[Event], Event], *, environment: str, signer: ApprovalSigner
+) -> FollowUp:
+    """The valid event of ``event_type`` for a served pipeline whose chain is ``chain``.
+
+    ``signer`` holds the registry's key: a promotion is served only when the registry signed it.
+    """
     deployed = chain[ModelDeployed]
     assert isinstance(deployed, ModelDeployed)
     validated = chain[DatasetValidated]
@@ -148,7 +154,7 @@ def follow_up(event_type: type[Event], chain: dict[type[Event], Event], *, envir
         ModelEvaluated: lambda: FollowUp(fresh(chain[ModelEvaluated]), ModelRegistered),
         ModelApproved: lambda: FollowUp(fresh(chain[ModelApproved]), ModelDeployed),
         # The served version promoted (again) to the environment it serves in: it answers as deployed.
-        ModelPromoted: lambda: FollowUp(promoted(chain[ModelApproved], start), ModelDeployed),
+        ModelPromoted: lambda: FollowUp(signer.sign(promoted(chain[ModelApproved], start)), ModelDeployed),
         # The registry answers a deployment with no event: a new environment shows in its history.
         ModelDeployed: lambda: FollowUp(fresh(deployed, environment=environment), None),
         BatchPredictionRequested: lambda: FollowUp(

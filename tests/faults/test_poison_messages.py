@@ -12,6 +12,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from shared.approvals import ApprovalSigner
 from shared.clients.events import EventWatcher
 from shared.events import Event
 from shared.messaging.publisher import encode
@@ -39,10 +40,13 @@ async def test_poison_is_dead_lettered_and_the_next_valid_event_is_processed(
     figures: Callable[[str, object], None],
 ) -> None:
     environment = f"poison-{uuid.uuid4().hex[:6]}"
+    # The suite holds the registry's key (its store is MinIO's admin): a promotion it sends is one the
+    # registry signed, so that deploy refusing it would not look like poison being mishandled.
+    signer = ApprovalSigner(stack.store, bucket=stack.settings.artifacts_bucket)
     sent: dict[type[Event], tuple[list[Poison], Event]] = {}
     started = time.monotonic()
     for event_type in sorted({t for types in CONSUMED.values() for t in types}, key=lambda t: t.__name__):
-        valid = follow_up(event_type, served.chain, environment=environment)
+        valid = follow_up(event_type, served.chain, environment=environment, signer=signer)
         bad = poisons(valid.event)
         for poison in bad:  # in the valid event's partition (but the wrong key's), ahead of it
             await producer.send_and_wait(event_type.topic, poison.value, key=poison.key)
@@ -53,7 +57,7 @@ async def test_poison_is_dead_lettered_and_the_next_valid_event_is_processed(
         await wait_for_letters(dead_letters, event_type, bad, timeout=120)
     dead_lettered_in = time.monotonic() - started
     for event_type, (_, event) in sent.items():
-        expected = follow_up(event_type, served.chain, environment=environment).output
+        expected = follow_up(event_type, served.chain, environment=environment, signer=signer).output
         if expected is None:
             await wait_for_history(stack, served.pipeline, environment, timeout=120)
         else:
