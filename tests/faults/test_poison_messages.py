@@ -20,7 +20,7 @@ from shared.topics import dead_letter_topic
 from tests.e2e.conftest import Stack
 from tests.faults.conftest import Served
 from tests.faults.dlq_tools import letter_headers
-from tests.faults.poison import Poison, consumed_by_service, follow_up, poisons
+from tests.faults.poison import FollowUp, Poison, consumed_by_service, follow_up, poisons
 
 pytestmark = pytest.mark.infra
 
@@ -43,7 +43,7 @@ async def test_poison_is_dead_lettered_and_the_next_valid_event_is_processed(
     # The suite holds the registry's key (its store is MinIO's admin): a promotion it sends is one the
     # registry signed, so that deploy refusing it would not look like poison being mishandled.
     signer = ApprovalSigner(stack.store, bucket=stack.settings.artifacts_bucket)
-    sent: dict[type[Event], tuple[list[Poison], Event]] = {}
+    sent: dict[type[Event], tuple[list[Poison], FollowUp]] = {}
     started = time.monotonic()
     for event_type in sorted({t for types in CONSUMED.values() for t in types}, key=lambda t: t.__name__):
         valid = follow_up(event_type, served.chain, environment=environment, signer=signer)
@@ -51,17 +51,16 @@ async def test_poison_is_dead_lettered_and_the_next_valid_event_is_processed(
         for poison in bad:  # in the valid event's partition (but the wrong key's), ahead of it
             await producer.send_and_wait(event_type.topic, poison.value, key=poison.key)
         await producer.send_and_wait(event_type.topic, encode(valid.event), key=valid.event.key)
-        sent[event_type] = (bad, valid.event)
+        sent[event_type] = (bad, valid)
 
     for event_type, (bad, _) in sent.items():
         await wait_for_letters(dead_letters, event_type, bad, timeout=120)
     dead_lettered_in = time.monotonic() - started
-    for event_type, (_, event) in sent.items():
-        expected = follow_up(event_type, served.chain, environment=environment, signer=signer).output
-        if expected is None:
+    for _, valid in sent.values():
+        if valid.output is None:
             await wait_for_history(stack, served.pipeline, environment, timeout=120)
         else:
-            await stack.watcher.wait_for(expected, correlation_id=event.correlation_id, timeout=180)
+            await stack.watcher.wait_for(valid.output, correlation_id=valid.event.correlation_id, timeout=180)
     processed_in = time.monotonic() - started
 
     # A valid event under the wrong key is refused, not processed: nothing follows from it.
