@@ -44,7 +44,12 @@ def ensure_binary(settings: Settings) -> Path:
 
 
 def config_text(settings: Settings) -> str:
-    """The collector configuration: OTLP/HTTP in, memory storage, the query API out."""
+    """The collector configuration: OTLP/HTTP in, memory storage, the query API out.
+
+    The services send their metrics to the same OTLP endpoint as their spans; Jaeger keeps only
+    traces, so metrics are taken and dropped (``nop``) instead of refused with a 404 that every
+    process would log each export interval.
+    """
     host = settings.jaeger_host
     return f"""service:
   extensions: [jaeger_storage, jaeger_query]
@@ -53,6 +58,9 @@ def config_text(settings: Settings) -> str:
       receivers: [otlp]
       processors: [batch]
       exporters: [jaeger_storage_exporter]
+    metrics:
+      receivers: [otlp]
+      exporters: [nop]
   telemetry:
     metrics:
       level: none
@@ -79,6 +87,7 @@ processors:
 exporters:
   jaeger_storage_exporter:
     trace_storage: memory_store
+  nop:
 """
 
 

@@ -19,7 +19,10 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra import process, steps
+from infra import kafka_access, process, steps
+from shared.events import ALL_EVENTS
+from shared.messaging import ensure_topics
+from shared.messaging.security import client_options
 from shared.settings import Settings
 
 HERE = Path(__file__).parent / "kafka"
@@ -129,6 +132,10 @@ def server_properties(settings: Settings, broker: Broker | None = None) -> str:
         # Tests start consumers one after another; the default 3 s delay would slow every test.
         "group.initial.rebalance.delay.ms": "0",
     }
+    if settings.kafka_sasl:  # opt-in: SCRAM per principal, ACLs (infra.kafka_access)
+        config.update(
+            kafka_access.sasl_properties(settings, host=host, port=broker.port, controller=controller)
+        )
     return "".join(f"{key}={value}\n" for key, value in config.items())
 
 
@@ -149,7 +156,7 @@ def _live_brokers(settings: Settings, bootstrap: str) -> set[int]:
     if not any(process.port_open(*_host_port(address)) for address in bootstrap.split(",")):
         return set()
     try:
-        cluster = _run(_describe_cluster(bootstrap))
+        cluster = _run(_describe_cluster(bootstrap, options=_probe_options(settings)))
     except Exception:  # any failure of the probe means "not ready yet"
         return set()
     return {int(b["node_id"]) for b in cluster.get("brokers", [])}
@@ -196,14 +203,19 @@ def start_kafka(settings: Settings, *, timeout: float = 120.0) -> int:
     A cluster's brokers start side by side: none is ready before a quorum of controllers runs.
     """
     servers = kafka_servers(settings)
+    if settings.kafka_sasl:
+        kafka_access.ensure_passwords(settings)  # once, before any broker's configuration is written
     if len(servers) == 1:
-        return process.start(servers[0], timeout=timeout)
+        pid = process.start(servers[0], timeout=timeout)
+        _apply_access(settings)
+        return pid
     ensure_libs(settings)  # once, before the brokers start in parallel
     _ensure_cluster_id(settings)
     # Recorded, so that a plain `conveyor down` (without CONVEYOR_KAFKA_BROKERS) stops them too.
     (_cluster_dir(settings) / "brokers").write_text(f"{settings.kafka_brokers}\n")
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
         pids = list(pool.map(lambda server: process.start(server, timeout=timeout), servers))
+    _apply_access(settings)
     return pids[0]
 
 
@@ -236,11 +248,18 @@ def _prepare(settings: Settings, broker: Broker) -> None:
     process.require("java")
     libs = ensure_libs(settings)
     broker.config.parent.mkdir(parents=True, exist_ok=True)
+    if settings.kafka_sasl:  # the file then holds the brokers' own passwords
+        broker.config.touch(mode=0o600)
+        broker.config.chmod(0o600)
+        kafka_access.check_formatted_for_sasl(broker.home, broker.data)
     broker.config.write_text(server_properties(settings, broker))
     if not (broker.data / "meta.properties").exists():
         cluster_id = _ensure_cluster_id(settings) if settings.kafka_brokers > 1 else None
+        scram = kafka_access.format_arguments(settings) if settings.kafka_sasl else []
         with steps.step(f"Kafka storage (new log directory of {broker.name})"):
-            _format_storage(libs, broker.config, cluster_id=cluster_id)
+            _format_storage(libs, broker.config, cluster_id=cluster_id, extra=scram)
+        if settings.kafka_sasl:
+            (broker.home / kafka_access.MARKER).touch()
 
 
 def _ensure_cluster_id(settings: Settings) -> str:
@@ -256,11 +275,35 @@ def _ensure_cluster_id(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def _format_storage(libs: Path, config: Path, *, cluster_id: str | None = None) -> None:
-    """Give a fresh log directory its cluster id; KRaft refuses to start on an unformatted one."""
+def _format_storage(
+    libs: Path, config: Path, *, cluster_id: str | None = None, extra: list[str] | None = None
+) -> None:
+    """Give a fresh log directory its cluster id; KRaft refuses to start on an unformatted one.
+
+    ``extra``: further arguments, such as the SCRAM credentials of SASL mode.
+    """
     storage_tool = ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool"]
     cluster_id = cluster_id or _run_tool([*storage_tool, "random-uuid"]).strip()
-    _run_tool([*storage_tool, "format", "-t", cluster_id, "-c", str(config)])
+    _run_tool([*storage_tool, "format", "-t", cluster_id, "-c", str(config), *(extra or [])])
+
+
+def _apply_access(settings: Settings) -> None:
+    """In SASL mode: principals and ACLs, then Conveyor's topics, created by ``admin``.
+
+    The services may not create topics themselves (shared.messaging.acls), so they exist before
+    any service starts.
+    """
+    if not settings.kafka_sasl:
+        return
+    with steps.step("Kafka principals and ACLs (SASL)"):
+        kafka_access.apply_access(settings, libs_dir(settings))
+        topics = [event.topic for event in ALL_EVENTS]
+        _run_none(ensure_topics(kafka_access.as_admin(settings), topics))
+
+
+def _probe_options(settings: Settings) -> dict[str, Any]:
+    """How readiness probes connect: as ``admin`` in SASL mode, else plainly."""
+    return client_options(kafka_access.as_admin(settings)) if settings.kafka_sasl else {}
 
 
 def _run_tool(argv: list[str]) -> str:
@@ -271,9 +314,9 @@ def _run_tool(argv: list[str]) -> str:
     return result.stdout
 
 
-async def _describe_cluster(bootstrap_servers: str) -> dict[str, Any]:
+async def _describe_cluster(bootstrap_servers: str, *, options: dict[str, Any]) -> dict[str, Any]:
     """Ask the broker for cluster metadata with short time-outs, for polling."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000, **options)
     try:
         await admin.start()
         return await admin.describe_cluster()
@@ -285,6 +328,11 @@ def _run(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     """Run a coroutine on its own loop in a worker thread, so callers may already run a loop."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def _run_none(coro: Coroutine[Any, Any, None]) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
 
 
 def _cluster_dir(settings: Settings) -> Path:

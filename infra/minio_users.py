@@ -9,7 +9,7 @@ rewritten (so a change of buckets is applied at the next start).
 from __future__ import annotations
 
 import hashlib
-import secrets
+from collections.abc import Mapping
 
 from minio import MinioAdmin
 from minio.credentials import StaticProvider
@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from infra.process import InfraError
 from shared.access import WRITES, policy_document
-from shared.secrets import ServiceKeys, ensure_local_secrets, read_local_secrets, write_local_secrets
+from shared.secrets import ServiceKeys, ensure_service_keys, new_service_keys, read_local_secrets
 from shared.settings import Settings
 from shared.storage import ArtifactStore
 
@@ -48,9 +48,7 @@ def provision_users(
     admin = admin_client(settings)
     keys: dict[str, ServiceKeys] = {}
     for service in WRITES:
-        mine = (known or {}).get(service) or ServiceKeys(
-            access_key=f"{service}-{secrets.token_hex(6)}", secret_key=SecretStr(secrets.token_urlsafe(32))
-        )
+        mine = (known or {}).get(service) or new_service_keys(service)
         name = policy_name(settings, service)
         admin.policy_add(name, policy=policy_document(settings, service))
         admin.user_add(mine.access_key, mine.secret_key.get_secret_value())  # same keys: a no-op
@@ -61,17 +59,14 @@ def provision_users(
 
 def provision_local_users(settings: Settings) -> dict[str, ServiceKeys]:
     """Provision the users of this state directory's stack and keep their keys in its secrets.json."""
-    values = ensure_local_secrets(settings.state_dir)
+    keys = ensure_service_keys(settings.state_dir, WRITES)  # drawn and kept once, then reused
     try:
-        keys = provision_users(settings, known=values.services)
+        return provision_users(settings, known=keys)
     except Exception as error:  # MinIO's admin API answers errors of several kinds
         raise InfraError(
             f"could not create the services' MinIO users as {settings.minio_access_key!r} "
             f"(MinIO running with other root keys than secrets.json? `make down`, `make up`): {error}"
         ) from error
-    if keys != values.services:
-        write_local_secrets(settings.state_dir, values.model_copy(update={"services": keys}))
-    return keys
 
 
 def service_credentials(settings: Settings, service: str) -> dict[str, str]:
@@ -84,3 +79,32 @@ def service_credentials(settings: Settings, service: str) -> dict[str, str]:
         "CONVEYOR_MINIO_ACCESS_KEY": keys.access_key,
         "CONVEYOR_MINIO_SECRET_KEY": keys.secret_key.get_secret_value(),
     }
+
+
+def environment_names(service: str) -> tuple[str, str]:
+    """The variables that carry ``service``'s MinIO keys where no state directory does (docker-compose)."""
+    return f"CONVEYOR_MINIO_{service.upper()}_ACCESS_KEY", f"CONVEYOR_MINIO_{service.upper()}_SECRET_KEY"
+
+
+def keys_from_environment(environ: Mapping[str, str]) -> dict[str, ServiceKeys]:
+    """Every service's keys from ``environ``; all of them are required, none is made up."""
+    keys: dict[str, ServiceKeys] = {}
+    missing: list[str] = []
+    for service in WRITES:
+        access, secret = environment_names(service)
+        missing += [name for name in (access, secret) if not environ.get(name)]
+        if environ.get(access) and environ.get(secret):
+            keys[service] = ServiceKeys(access_key=environ[access], secret_key=SecretStr(environ[secret]))
+    if missing:
+        raise InfraError(f"set {', '.join(missing)} (`conveyor token --env` prints them all)")
+    return keys
+
+
+def provision_from_environment(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What docker-compose's init step runs: the buckets, then each service's user with the given keys."""
+    keys = keys_from_environment(environ)
+    try:
+        provisioned = provision_users(settings, known=keys)
+    except Exception as error:  # MinIO's admin API answers errors of several kinds
+        raise InfraError(f"could not create the services' MinIO users: {error}") from error
+    return [f"{service}: MinIO user {provisioned[service].access_key}" for service in WRITES]

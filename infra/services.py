@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from infra import process
+from infra.kafka_access import service_principal
 from infra.minio_users import service_credentials
 from shared.settings import Settings
 
@@ -49,14 +50,16 @@ def service_server(name: str, settings: Settings, *, replica: int = 1) -> proces
     """One service (replica) as a local process, with its log under the state directory.
 
     Replica 1 is ``name``; replica n is ``name-n``, in the same consumer group. A second registry
-    listens on registry_port + n - 1.
+    listens on registry_port + n - 1, and beside the first on the registry's address, which it is
+    told (``services.registry.__main__``).
     """
     process_name = name if replica == 1 else f"{name}-{replica}"
     log = settings.state_dir / "logs" / f"{process_name}.log"
     run_dir = settings.state_dir / "run"
-    if replica > 1 and name == "registry":
-        settings = settings.model_copy(update={"registry_port": settings.registry_port + replica - 1})
     env = {"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "True"}
+    if replica > 1 and name == "registry":
+        env["CONVEYOR_REGISTRY_URL"] = settings.registry_base_url  # the address every replica serves
+        settings = settings.model_copy(update={"registry_port": settings.registry_port + replica - 1})
     # What `conveyor up --brokers/--replicas` chose, for the service's own Settings to read.
     env["CONVEYOR_KAFKA_BROKERS"] = str(settings.kafka_brokers)
     env["CONVEYOR_REGISTRY_PORT"] = str(settings.registry_port)
@@ -70,8 +73,9 @@ def service_server(name: str, settings: Settings, *, replica: int = 1) -> proces
         output=log,
         ready=lambda: _ready(name, settings, log=log, pidfile=run_dir / f"{process_name}.pid"),
         marker=f"services.{name}",
-        # Its own MinIO user (least privilege), once `up` has provisioned them.
-        env={**env, **service_credentials(settings, name)},
+        # Its own MinIO user (least privilege), once `up` has provisioned them; in SASL mode its
+        # own Kafka principal too.
+        env={**env, **service_credentials(settings, name), **service_principal(settings, name)},
     )
     return server
 

@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import process
+from infra import process, spark
 from infra.jaeger import jaeger_server
 from infra.kafka import kafka_servers, start_kafka, stop_kafka
 from infra.minio import minio_server
@@ -58,6 +58,8 @@ def up(settings: Settings, *, timeout: float = 120.0) -> Settings:
     process.start(minio_server(settings), timeout=timeout)
     if settings.jaeger:
         process.start(jaeger_server(settings), timeout=timeout)
+    if spark.requested():  # CONVEYOR_SPARK=1: a standalone master and workers for batch jobs
+        spark.start_spark(settings, timeout=timeout)
     provision_local_users(settings)  # each service its own MinIO user (shared.access)
     return settings
 
@@ -68,6 +70,8 @@ def down(settings: Settings) -> None:
         _compose(settings, "stop", *DOCKER_SERVICES)
         return
     process.stop(jaeger_server(settings))  # whether or not CONVEYOR_JAEGER=1 is set now
+    if spark.installed():  # whether or not CONVEYOR_SPARK=1 is set now
+        spark.stop_spark(settings)
     process.stop(minio_server(settings))
     stop_kafka(settings)
 

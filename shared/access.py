@@ -3,8 +3,9 @@
 Every service reads the artifacts and landing buckets (models are verified against their digest
 before use anyway) but writes only under its own prefixes: ingest its datasets and reports, train
 its runs (models and lineage), evaluate its evaluations, the registry alone its journal and
-snapshots, deploy its records and batch predictions. The BentoML servers get no MinIO credentials
-at all (services.deploy.rollout withholds them): they read models from the local BentoML store.
+snapshots, deploy its records and batch predictions; the console writes nothing. The BentoML
+servers get no MinIO credentials at all (services.deploy.rollout withholds them): they read models
+from the local BentoML store.
 
 ``infra.minio_users`` creates one MinIO user per service with these policies through MinIO's admin
 API; ``check_own_access`` makes a service started with someone else's credentials stop at once.
@@ -29,6 +30,7 @@ WRITES: dict[str, tuple[str, ...]] = {
     "evaluate": ("evaluations/",),
     "registry": ("registry/",),
     "deploy": ("deploy/", "predictions/"),
+    "console": (),  # reads reports and models to show them; every change goes through an API
 }
 READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
 LIST_ACTIONS = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation", "s3:GetBucketVersioning"]
@@ -44,14 +46,18 @@ def policy_document(settings: Settings, service: str) -> dict[str, Any]:
         "Statement": [
             {"Effect": "Allow", "Action": LIST_ACTIONS, "Resource": [f"arn:aws:s3:::{b}" for b in buckets]},
             {"Effect": "Allow", "Action": READ_ACTIONS, "Resource": [f"arn:aws:s3:::{b}/*" for b in buckets]},
-            {
-                "Effect": "Allow",
-                "Action": WRITE_ACTIONS,
-                "Resource": [f"arn:aws:s3:::{settings.artifacts_bucket}/{p}*" for p in WRITES[service]],
-            },
+            *_writes_allowed(settings, service),
             *_private_key_denied(settings, service),
         ],
     }
+
+
+def _writes_allowed(settings: Settings, service: str) -> list[dict[str, Any]]:
+    prefixes = WRITES[service]
+    if not prefixes:  # a statement without resources is not a valid policy
+        return []
+    resources = [f"arn:aws:s3:::{settings.artifacts_bucket}/{prefix}*" for prefix in prefixes]
+    return [{"Effect": "Allow", "Action": WRITE_ACTIONS, "Resource": resources}]
 
 
 def _private_key_denied(settings: Settings, service: str) -> list[dict[str, Any]]:

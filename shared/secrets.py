@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,6 +37,8 @@ WELL_KNOWN_MINIO_SECRET = "conveyor-local-dev-secret"
 WELL_KNOWN_TOKEN = "conveyor-local-approver"
 WELL_KNOWN_SECRETS = frozenset({WELL_KNOWN_MINIO_SECRET, WELL_KNOWN_TOKEN, "minioadmin", "minio123"})
 LOCAL_ADMIN = "local-admin"
+# The Kafka principal of the CLI and the SDK (shared.messaging.acls names every principal).
+KAFKA_CLIENT_PRINCIPAL = "cli"
 
 
 class ServiceKeys(BaseModel):
@@ -53,6 +56,8 @@ class LocalSecrets(BaseModel):
     minio_secret_key: SecretStr
     # Filled by infra.minio_users once MinIO runs: each service's own user (least privilege).
     services: dict[str, ServiceKeys] = {}
+    # Filled by infra.kafka when SASL is on: each Kafka principal's SCRAM password.
+    kafka: dict[str, SecretStr] = {}
 
     @classmethod
     def generate(cls) -> LocalSecrets:
@@ -74,7 +79,13 @@ class LocalSecrets(BaseModel):
                     name: {"access_key": keys.access_key, "secret_key": keys.secret_key.get_secret_value()}
                     for name, keys in sorted(self.services.items())
                 },
-            },
+            }
+            # Only once SASL was turned on: without it the file stays as it always was.
+            | (
+                {"kafka": {name: key.get_secret_value() for name, key in sorted(self.kafka.items())}}
+                if self.kafka
+                else {}
+            ),
             indent=2,
         )
 
@@ -127,6 +138,35 @@ def ensure_local_secrets(state_dir: Path, *, minio_root: tuple[str, SecretStr] |
     return fresh
 
 
+def ensure_kafka_principals(state_dir: Path, names: Iterable[str]) -> dict[str, SecretStr]:
+    """Each of ``names``' SCRAM password, drawn now for those without one (mode 0600 like the rest)."""
+    values = ensure_local_secrets(state_dir)
+    missing = [name for name in names if name not in values.kafka]
+    if missing:
+        fresh = {name: SecretStr(secrets.token_urlsafe(32)) for name in missing}
+        values = values.model_copy(update={"kafka": {**values.kafka, **fresh}})
+        write_local_secrets(state_dir, values)
+    return dict(values.kafka)
+
+
+def ensure_service_keys(state_dir: Path, names: Iterable[str]) -> dict[str, ServiceKeys]:
+    """Each of ``names``' own MinIO keys, drawn now for those without (infra.minio_users makes the users)."""
+    values = ensure_local_secrets(state_dir)
+    missing = [name for name in names if name not in values.services]
+    if missing:
+        fresh = {name: new_service_keys(name) for name in missing}
+        values = values.model_copy(update={"services": {**values.services, **fresh}})
+        write_local_secrets(state_dir, values)
+    return dict(values.services)
+
+
+def new_service_keys(service: str) -> ServiceKeys:
+    """Random keys for a service's MinIO user (its name in the access key, for MinIO's audit log)."""
+    return ServiceKeys(
+        access_key=f"{service}-{secrets.token_hex(6)}", secret_key=SecretStr(secrets.token_urlsafe(32))
+    )
+
+
 def with_local_secrets(settings: S, *, minio_root: tuple[str, SecretStr] | None = None) -> S:
     """``settings`` with the state directory's secrets (generated now if need be) where none was set."""
     values = ensure_local_secrets(settings.state_dir, minio_root=minio_root)
@@ -175,21 +215,30 @@ class LocalSecretsSource(PydanticBaseSettingsSource):
         values = read_local_secrets(self._state_dir())
         if values is None:
             return {}
-        return {
+        found = {
             "minio_access_key": values.minio_access_key,
             "minio_secret_key": values.minio_secret_key.get_secret_value(),
             "api_tokens": api_tokens_of(values),
             # Not api_token: a service's settings are written into the environment of the processes
             # it starts; clients read the token with approver_token() instead.
         }
+        # The Kafka principal named above (a service's own), else the CLI and SDK's.
+        principal = self._above_value("kafka_sasl_username") or KAFKA_CLIENT_PRINCIPAL
+        if principal in values.kafka:
+            found["kafka_sasl_username"] = principal
+            found["kafka_sasl_password"] = values.kafka[principal].get_secret_value()
+        return found
 
     def _state_dir(self) -> Path:
+        return Path(self._above_value("state_dir") or DEFAULT_STATE_DIR)
+
+    def _above_value(self, name: str) -> Any:
         for source in self._above:
             with contextlib.suppress(Exception):  # a bad value is reported by the settings model itself
-                value = source().get("state_dir")
+                value = source().get(name)
                 if value:
-                    return Path(value)
-        return DEFAULT_STATE_DIR
+                    return value
+        return None
 
 
 def is_loopback(host: str) -> bool:

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     # Large enough that an oversized event still reaches the consumer (and so its dead-letter topic)
     # instead of being refused by the producer with no trace.
     kafka_max_message_bytes: int = 16 * 1024 * 1024
+    # Opt-in: brokers accept only SASL/SCRAM-SHA-512 clients, each service as its own principal, and
+    # ACLs decide who writes which topic (shared.messaging.acls). Unset credentials: the state
+    # directory's (secrets.json, principal ``cli`` unless CONVEYOR_KAFKA_SASL_USERNAME names another).
+    kafka_sasl: bool = False
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
 
     # MinIO / S3
     minio_host: str = "127.0.0.1"

@@ -26,6 +26,10 @@ class IntegrityError(Exception):
     """An object's bytes do not match the digest recorded when it was written."""
 
 
+class BucketMissingError(RuntimeError):
+    """A bucket that does not exist, and that these credentials may not create."""
+
+
 class ObjectConflictError(Exception):
     """An immutable object already exists with other content."""
 
@@ -80,8 +84,15 @@ class ArtifactStore:
                     self._client.make_bucket(bucket)
                 except S3Error as error:
                     # Another service may have created it between the check and the call.
-                    if error.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                        raise
+                    if error.code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        continue
+                    if error.code == "AccessDenied":  # a service's own user (shared.access) makes none
+                        raise BucketMissingError(
+                            f"bucket {bucket!r} does not exist, and these MinIO credentials may not create "
+                            "it: buckets are made with the root keys (`conveyor up`, or docker-compose's "
+                            "minio-users step)"
+                        ) from None
+                    raise
 
     def locate(self, uri: str, *, allowed: Iterable[AllowedLocation] | None = None) -> ObjectLocation:
         """Parse ``uri``, refusing anything outside ``allowed`` (default: the store's buckets)."""

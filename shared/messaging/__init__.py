@@ -6,6 +6,7 @@ from shared.messaging.consumer import RetryPolicy, subscribe
 from shared.messaging.dead_letter import DeadLetter
 from shared.messaging.errors import PermanentError, TransientError, is_transient
 from shared.messaging.publisher import EventPublisher, KafkaEventPublisher
+from shared.messaging.security import client_options
 
 __all__ = [
     "DeadLetter",
@@ -14,6 +15,7 @@ __all__ = [
     "PermanentError",
     "RetryPolicy",
     "TransientError",
+    "client_options",
     "create_broker",
     "ensure_topics",
     "is_transient",

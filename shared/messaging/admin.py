@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from shared.messaging.security import client_options
 from shared.settings import Settings
 from shared.topics import dead_letter_topic
 
@@ -29,7 +30,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str], *, with_dead_l
     wanted = set(names)
     if with_dead_letters:
         wanted |= {dead_letter_topic(name) for name in wanted}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **client_options(settings))
     await admin.start()
     try:
         missing = wanted - set(await admin.list_topics())

@@ -8,6 +8,7 @@ import socket
 
 from faststream.kafka import KafkaBroker
 
+from shared.messaging.security import broker_security
 from shared.settings import Settings
 from shared.telemetry import Telemetry
 
@@ -29,6 +30,8 @@ def create_broker(settings: Settings, *, telemetry: Telemetry | None = None) -> 
         # default) cannot reach its coordinator and stops consuming for minutes (seen in the
         # cluster suite). Refreshed every few seconds, it finds the coordinator at once.
         metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
+        # Its own principal when the brokers require SASL (shared.messaging.security); else None.
+        security=broker_security(settings),
         enable_idempotence=True,
         acks="all",
         max_request_size=settings.kafka_max_message_bytes,

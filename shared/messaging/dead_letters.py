@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.messaging.dead_letter import HEADER_PREFIX, Reason
+from shared.messaging.security import client_options
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
 
@@ -36,7 +37,11 @@ class DeadLetterError(Exception):
 
 async def dead_letter_topics(settings: Settings) -> list[str]:
     """Every dead-letter topic that exists now, by name."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=_TIMEOUT_MS)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=_TIMEOUT_MS,
+        **client_options(settings),
+    )
     await admin.start()
     try:
         return sorted(t for t in await admin.list_topics() if t.endswith(DEAD_LETTER_SUFFIX))
@@ -143,6 +148,7 @@ async def read_dead_letters(settings: Settings, topic: str) -> DeadLetters:
     partitions = await _partitions(settings, name)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=_TIMEOUT_MS,
@@ -189,6 +195,7 @@ async def replay(
         return []
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         enable_idempotence=True,
         acks="all",
         request_timeout_ms=_TIMEOUT_MS,
@@ -227,6 +234,7 @@ async def _mark_replayed(
 async def _commit(settings: Settings, group: str, offsets: dict[TopicPartition, int]) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=group,
         enable_auto_commit=False,
         request_timeout_ms=_TIMEOUT_MS,
@@ -242,7 +250,11 @@ async def _commit(settings: Settings, group: str, offsets: dict[TopicPartition, 
 async def _replay_marks(
     settings: Settings, topic: str, partitions: list[TopicPartition]
 ) -> dict[str, dict[int, int]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=_TIMEOUT_MS)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=_TIMEOUT_MS,
+        **client_options(settings),
+    )
     await admin.start()
     try:
         marks: dict[str, dict[int, int]] = {}
@@ -256,7 +268,11 @@ async def _replay_marks(
 
 
 async def _partitions(settings: Settings, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=_TIMEOUT_MS)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=_TIMEOUT_MS,
+        **client_options(settings),
+    )
     await admin.start()
     try:
         existing = await admin.list_topics()

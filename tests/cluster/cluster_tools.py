@@ -14,6 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from infra import process
 from infra.kafka import broker_server, brokers
+from shared.messaging import client_options
 from shared.settings import Settings
 
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -21,7 +22,9 @@ OFFSETS_TOPIC = "__consumer_offsets"
 
 async def describe(settings: Settings, topics: list[str]) -> list[dict[str, Any]]:
     """Each partition of ``topics``: topic, partition, leader, replicas, isr."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000, **client_options(settings)
+    )
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
@@ -78,7 +81,9 @@ async def group_assignment(settings: Settings, *, group: str, topic: str) -> dic
 
     Services name themselves ``conveyor-<host>-<pid>`` (shared.messaging.broker).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000, **client_options(settings)
+    )
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([group])

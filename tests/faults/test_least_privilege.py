@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 from minio import Minio
 from minio.error import S3Error
+from pydantic import SecretStr
 
-from infra.minio_users import provision_users
+from infra.minio_users import environment_names, provision_users
 from services.deploy.rollout import server_environment
 from services.deploy.settings import DeploySettings
 from shared.access import WRITES, WrongCredentials, check_own_access
 from shared.approvals import PRIVATE_KEY, PUBLIC_KEY, ApprovalSigner
-from shared.secrets import ServiceKeys
+from shared.secrets import ServiceKeys, new_service_keys
 from shared.settings import Settings
-from shared.storage import ArtifactStore, minio_client
+from shared.storage import ArtifactStore, BucketMissingError, minio_client
 
 pytestmark = pytest.mark.infra
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +168,86 @@ def test_a_service_process_started_with_another_services_keys_fails_loudly(
     )
     assert result.returncode != 0
     assert "train cannot write" in result.stderr + result.stdout, result.stderr[-2000:]
+
+
+def _minio_users_step(scoped: Settings, keys: dict[str, ServiceKeys]) -> subprocess.CompletedProcess[str]:
+    """docker-compose's minio-users step, run as compose runs it: root keys and each service's keys."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CONVEYOR_MINIO_")}
+    env |= {
+        "CONVEYOR_MINIO_ENDPOINT": scoped.s3_endpoint,
+        "CONVEYOR_MINIO_ACCESS_KEY": scoped.minio_access_key,
+        "CONVEYOR_MINIO_SECRET_KEY": scoped.minio_secret_key.get_secret_value(),
+        "CONVEYOR_ARTIFACTS_BUCKET": scoped.artifacts_bucket,
+        "CONVEYOR_LANDING_BUCKET": scoped.landing_bucket,
+    }
+    for service, mine in keys.items():
+        access, secret = environment_names(service)
+        env |= {access: mine.access_key, secret: mine.secret_key.get_secret_value()}
+    return subprocess.run(
+        [sys.executable, "-m", "infra", "minio-users"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_composes_minio_users_step_gives_each_service_the_keys_it_was_handed(scoped: Settings) -> None:
+    tag = uuid.uuid4().hex[:6]
+    keys = {service: new_service_keys(f"{service}-compose-{tag}") for service in WRITES}
+    incomplete = _minio_users_step(scoped, {k: v for k, v in keys.items() if k != "console"})
+    assert incomplete.returncode == 1
+    assert "set CONVEYOR_MINIO_CONSOLE_ACCESS_KEY, CONVEYOR_MINIO_CONSOLE_SECRET_KEY" in incomplete.stderr
+    with pytest.raises(S3Error):  # nothing was made of an incomplete set
+        minio_client(as_service(scoped, keys["ingest"])).bucket_exists(scoped.artifacts_bucket)
+
+    done = _minio_users_step(scoped, keys)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ingest = minio_client(as_service(scoped, keys["ingest"]))
+    write(ingest, scoped.artifacts_bucket, "datasets/compose/part-0.parquet")
+    assert denied(lambda: write(ingest, scoped.artifacts_bucket, "registry/compose/journal/0.json"))
+    console = minio_client(as_service(scoped, keys["console"]))
+    console.get_object(scoped.artifacts_bucket, "datasets/compose/part-0.parquet").close()
+    assert all(
+        denied(lambda prefix=prefix: write(console, scoped.artifacts_bucket, f"{prefix}compose"))
+        for prefixes in WRITES.values()
+        for prefix in prefixes
+    )
+
+    # A new secret in .env takes effect at the next start; the old one stops working.
+    rotated = {
+        **keys,
+        "ingest": ServiceKeys(access_key=keys["ingest"].access_key, secret_key=SecretStr("n" * 40)),
+    }
+    assert _minio_users_step(scoped, rotated).returncode == 0
+    write(minio_client(as_service(scoped, rotated["ingest"])), scoped.artifacts_bucket, "datasets/compose/x")
+    assert denied_any(lambda: write(ingest, scoped.artifacts_bucket, "datasets/compose/y"))
+
+
+def denied_any(call: object) -> bool:
+    """Refused for any reason MinIO gives a wrong secret (SignatureDoesNotMatch, InvalidAccessKeyId)."""
+    try:
+        call()  # type: ignore[operator]
+    except S3Error:
+        return True
+    return False
+
+
+def test_a_service_user_facing_a_missing_bucket_is_told_who_makes_it(settings: Settings) -> None:
+    tag = uuid.uuid4().hex[:10]
+    fresh = settings.model_copy(
+        update={"artifacts_bucket": f"lp-gone-{tag}", "landing_bucket": f"lp-land2-{tag}"}
+    )
+    users = provision_users(fresh)  # users whose policies name both buckets
+    root = minio_client(fresh)
+    root.remove_bucket(fresh.artifacts_bucket)  # then one of them is gone
+    try:
+        store = ArtifactStore.from_settings(as_service(fresh, users["ingest"]))
+        with pytest.raises(
+            BucketMissingError, match="may not create it: buckets are made with the root keys"
+        ):
+            store.ensure_buckets()
+        assert not root.bucket_exists(fresh.artifacts_bucket)
+    finally:
+        root.remove_bucket(fresh.landing_bucket)
