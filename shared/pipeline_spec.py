@@ -35,6 +35,7 @@ from shared.features.spec import (
 )
 from shared.features.spec import is_numeric_column as is_numeric_column  # its importers predate the split
 from shared.features.spec import resolve_features as _resolve_features
+from shared.release import ReleaseSpec
 
 if TYPE_CHECKING:
     from shared.profile import DataProfile
@@ -185,6 +186,14 @@ class DeploymentSpec(Frozen):
     drift_psi_threshold: float = Field(default=0.25, gt=0)
     drift_window: int = Field(default=500, ge=1, description="Predictions per drift check.")
     retrain_cooldown_seconds: int = Field(default=3600, ge=0)
+    release: ReleaseSpec = Field(
+        default=ReleaseSpec(), description="How a new version replaces the serving one (shared.release)."
+    )
+    workers: Literal["default", "dedicated", "shared"] = Field(
+        default="default",
+        description="Its own serving workers and port, or the shared workers (default: the deploy "
+        "service's CONVEYOR_SERVING_POOL).",
+    )
 
     @property
     def target(self) -> DeploymentTarget:

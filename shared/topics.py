@@ -25,6 +25,21 @@ PREDICTIONS_CAPTURED: Final = "conveyor.predictions.captured"
 DRIFT_CHECKED: Final = "conveyor.drift.checked"
 DRIFT_DETECTED: Final = "conveyor.drift.detected"
 RETRAIN_REQUESTED: Final = "conveyor.retrain.requested"
+RELEASE_STARTED: Final = "conveyor.release.started"
+RELEASE_STEP_CHECKED: Final = "conveyor.release.step_checked"
+RELEASE_PAUSED: Final = "conveyor.release.paused"
+RELEASE_RESUMED: Final = "conveyor.release.resumed"
+RELEASE_PROMOTED: Final = "conveyor.release.promoted"
+RELEASE_ROLLED_BACK: Final = "conveyor.release.rolled_back"
+# Every step of a gradual release: the deploy service publishes them, the registry journals them.
+RELEASE_TOPICS: Final = (
+    RELEASE_STARTED,
+    RELEASE_STEP_CHECKED,
+    RELEASE_PAUSED,
+    RELEASE_RESUMED,
+    RELEASE_PROMOTED,
+    RELEASE_ROLLED_BACK,
+)
 
 DEAD_LETTER_SUFFIX: Final = ".dlq"
 

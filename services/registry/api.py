@@ -15,6 +15,7 @@ from services.registry.api_models import (
     DeploymentRecord,
     GroupSummary,
     PromotionRequest,
+    ReleaseRecord,
     VersionDetail,
     VersionSummary,
 )
@@ -111,6 +112,25 @@ def create_router(
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "'at' needs a time zone")
             records = [d for d in records if d.since <= at and (d.until is None or at < d.until)]
         return [DeploymentRecord.of(d) for d in records]
+
+    @router.get(
+        "/groups/{pipeline}/releases",
+        response_model=list[ReleaseRecord],
+        tags=["read"],
+        responses={404: {}},
+    )
+    async def release_history(
+        pipeline: PipelinePath,
+        environment: Annotated[str | None, Query(max_length=200)] = None,
+        version: Annotated[int | None, Query(ge=1)] = None,
+    ) -> list[ReleaseRecord]:
+        """Every step of the group's gradual releases (shadow, canary, linear), oldest first."""
+        group = await group_of(pipeline)
+        return [
+            ReleaseRecord.of(r)
+            for r in group.releases
+            if environment in (None, r.environment) and version in (None, r.version)
+        ]
 
     async def decide(
         pipeline: str, version: int, request: DecisionRequest, principal: Principal, *, approve: bool

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from services.registry.model_group import Deployment, ModelGroup, ModelVersion
+from services.registry.model_group import Deployment, ModelGroup, ModelVersion, Release
 from shared.events import ArtifactRef, DeploymentTarget, GateResult, LineageSummary, VersionStatus
 
 
@@ -40,6 +40,8 @@ class DeploymentRecord(BaseModel):
     endpoint_url: str
     since: datetime
     until: datetime | None
+    runtime: str | None = None
+    runtime_reason: str = ""
 
     @classmethod
     def of(cls, deployment: Deployment) -> DeploymentRecord:
@@ -50,6 +52,35 @@ class DeploymentRecord(BaseModel):
             endpoint_url=deployment.endpoint_url,
             since=deployment.since,
             until=deployment.until,
+            runtime=deployment.runtime,
+            runtime_reason=deployment.runtime_reason,
+        )
+
+
+class ReleaseRecord(BaseModel):
+    """One step of a version's gradual release in an environment."""
+
+    environment: str
+    version: int
+    baseline_version: int
+    strategy: str
+    transition: str
+    by: str
+    at: datetime
+    detail: str
+
+    @classmethod
+    def of(cls, release: Release) -> ReleaseRecord:
+        """The record of one release step."""
+        return cls(
+            environment=release.environment,
+            version=release.version,
+            baseline_version=release.baseline_version,
+            strategy=release.strategy,
+            transition=release.transition,
+            by=release.by,
+            at=release.at,
+            detail=release.detail,
         )
 
 

@@ -26,7 +26,11 @@ from shared.settings import Settings
 from shared.spec_store import SpecStore
 
 NAME = "registry"
-CONSUMED = (topics.MODEL_EVALUATED, topics.MODEL_DEPLOYED)
+CONSUMED = (
+    topics.MODEL_EVALUATED,
+    topics.MODEL_DEPLOYED,
+    *topics.RELEASE_TOPICS,
+)
 PRODUCED = (topics.MODEL_REGISTERED, topics.MODEL_APPROVED, topics.MODEL_REJECTED, topics.MODEL_PROMOTED)
 
 

@@ -12,6 +12,7 @@ from shared.events import (
     ModelRegistered,
     ModelRejected,
 )
+from shared.events.releases import RELEASE_EVENTS, ReleaseEvent
 from shared.service import ServiceContext
 
 
@@ -26,6 +27,12 @@ def register_handlers(context: ServiceContext, registry: Registry) -> None:
         """Record where the version now serves; promote it onwards where the next policy is auto."""
         return await registry.record_deployment(event)
 
+    async def on_release(event: ReleaseEvent) -> list[Event]:
+        """Record a step of a version's gradual release in the history of its environment."""
+        return await registry.record_release(event)
+
     context.subscribe(ModelEvaluated, on_model_evaluated)
     context.subscribe(ModelDeployed, on_model_deployed)
+    for kind in RELEASE_EVENTS:
+        context.subscribe(kind, on_release)
     context.declare_outputs(ModelRegistered, ModelApproved, ModelRejected, ModelPromoted)

@@ -15,6 +15,7 @@ from pydantic import Field
 from shared.environments import EnvironmentSpec
 from shared.events import ArtifactRef, DeploymentTarget, GateResult, LineageSummary, ModelEvaluated
 from shared.events.envelope import EnvironmentName, Frozen, Name, Text, Uri
+from shared.events.serving import ServingRuntime
 
 
 class Candidate(Frozen):
@@ -98,6 +99,7 @@ class VersionDeployed(Frozen):
     environment: Name
     endpoint_url: Uri
     deployed_event_id: UUID
+    runtime: ServingRuntime | None = Field(default=None, description="What serves it, and why that one.")
 
 
 class VersionPromoted(Frozen):
@@ -114,7 +116,30 @@ class VersionPromoted(Frozen):
     cause_id: UUID | None = Field(default=None, description="The ModelDeployed an auto policy followed.")
 
 
+ReleaseTransition = Literal["started", "step_checked", "paused", "resumed", "promoted", "rolled_back"]
+
+
+class VersionReleased(Frozen):
+    """A step of a version's gradual release in an environment (the deploy service's release events)."""
+
+    kind: Literal["release"] = "release"
+    at: datetime
+    version: int = Field(ge=1)
+    environment: EnvironmentName
+    transition: ReleaseTransition
+    baseline_version: int = Field(ge=1)
+    strategy: Name
+    by: Name
+    detail: Text = ""
+    event_id: UUID = Field(description="The release event recorded, so a redelivery is recorded once.")
+
+
 JournalEntry = Annotated[
-    VersionRegistered | VersionApproved | VersionRejected | VersionDeployed | VersionPromoted,
+    VersionRegistered
+    | VersionApproved
+    | VersionRejected
+    | VersionDeployed
+    | VersionPromoted
+    | VersionReleased,
     Field(discriminator="kind"),
 ]

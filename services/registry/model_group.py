@@ -12,6 +12,7 @@ from services.registry.journal import (
     VersionPromoted,
     VersionRegistered,
     VersionRejected,
+    VersionReleased,
 )
 from shared.events import VersionStatus
 
@@ -43,6 +44,23 @@ class Deployment:
     endpoint_url: str
     since: datetime
     until: datetime | None = None
+    runtime: str | None = None  # sklearn or onnxruntime
+    runtime_reason: str = ""
+
+
+@dataclass
+class Release:
+    """One step of a version's gradual release in an environment."""
+
+    environment: str
+    version: int
+    baseline_version: int
+    strategy: str
+    transition: str
+    by: str
+    at: datetime
+    detail: str
+    event_id: str
 
 
 @dataclass
@@ -76,6 +94,7 @@ class ModelGroup:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     by_run_id: dict[str, int] = field(default_factory=dict)
     deployments: list[Deployment] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
     entries: int = 0
 
     @property
@@ -156,6 +175,31 @@ class ModelGroup:
             version.promotions[entry.environment] = entry
             action = f"promoted to {entry.environment}"
             version.audit.append(AuditRecord(action, entry.by, entry.at, entry.comment))
+        elif isinstance(entry, VersionReleased):
+            self._record_release(entry)
+
+    def released(self, event_id: str) -> bool:
+        """Whether the release event ``event_id`` is recorded already."""
+        return any(release.event_id == event_id for release in self.releases)
+
+    def _record_release(self, entry: VersionReleased) -> None:
+        self.releases.append(
+            Release(
+                environment=entry.environment,
+                version=entry.version,
+                baseline_version=entry.baseline_version,
+                strategy=entry.strategy,
+                transition=entry.transition,
+                by=entry.by,
+                at=entry.at,
+                detail=entry.detail,
+                event_id=str(entry.event_id),
+            )
+        )
+        version = self.versions.get(entry.version)
+        if version is not None and entry.transition != "step_checked":  # windows: see the releases list
+            action = f"release {entry.transition.replace('_', ' ')} in {entry.environment}"
+            version.audit.append(AuditRecord(action, entry.by, entry.at, entry.detail))
 
     def _record_deployment(self, entry: VersionDeployed) -> None:
         current = self.live(entry.environment)
@@ -163,6 +207,14 @@ class ModelGroup:
             return  # the same version reported live again: nothing changed
         if current is not None:
             current.until = entry.at
+        runtime = entry.runtime
         self.deployments.append(
-            Deployment(entry.environment, entry.version, entry.endpoint_url, since=entry.at)
+            Deployment(
+                entry.environment,
+                entry.version,
+                entry.endpoint_url,
+                since=entry.at,
+                runtime=runtime.name if runtime else None,
+                runtime_reason=runtime.reason if runtime else "",
+            )
         )

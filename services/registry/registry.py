@@ -16,6 +16,7 @@ by its run id. So a version number is given once, none is skipped, and no decisi
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -33,6 +34,7 @@ from services.registry.journal import (
 )
 from services.registry.journal_store import JournalStore
 from services.registry.model_group import ModelGroup, ModelVersion
+from services.registry.release_history import release_entry
 from shared.approvals import ApprovalSigner
 from shared.environments import find_environment, next_environment
 from shared.events import (
@@ -44,9 +46,12 @@ from shared.events import (
     ModelRegistered,
     ModelRejected,
 )
+from shared.events.releases import ReleaseEvent
 from shared.lineage import LineageRecord
 from shared.pipeline_spec import PipelineSpec
 from shared.storage import ArtifactStore, ObjectExistsError
+
+log = logging.getLogger("conveyor.registry")
 
 PRODUCER = "registry"
 AUTO_APPROVER = "policy:auto"
@@ -203,6 +208,26 @@ class Registry:
         found = find_environment(version.registered.environments, environment) if version else None
         return found.role if found else None
 
+    async def record_release(self, event: ReleaseEvent) -> list[Event]:
+        """Record a step of a version's gradual release in its environment (a repeat is ignored)."""
+        await self._loaded.wait()
+        async with self._lock:
+            try:
+                group = await self._caught_up(event.pipeline)
+            except LookupError:
+                log.warning(
+                    "release of %s version %d: no such model group here", event.pipeline, event.version
+                )
+                return []
+
+            def released(group: ModelGroup) -> JournalEntry | None:
+                if group.released(str(event.event_id)) or event.version not in group.versions:
+                    return None
+                return release_entry(event)
+
+            await self._append(group, released)
+        return []
+
     async def record_deployment(self, deployed: ModelDeployed) -> list[Event]:
         """Remember where a version went live (a repeat of the same fact is ignored).
 
@@ -223,6 +248,7 @@ class Registry:
                     environment=deployed.environment,
                     endpoint_url=deployed.endpoint_url,
                     deployed_event_id=deployed.event_id,
+                    runtime=deployed.runtime,
                 )
 
             await self._append(group, went_live)

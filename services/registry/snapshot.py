@@ -23,7 +23,7 @@ log = logging.getLogger("conveyor.registry.snapshots")
 
 # Raise it whenever ModelGroup or ModelGroup.apply change what a fold yields: older snapshots are
 # then ignored (they fail validation) and the journal is folded instead.
-FORMAT: Final = 2
+FORMAT: Final = 3
 # The newest snapshot and the one before it, in case the newest cannot be read.
 KEEP = 2
 
@@ -35,7 +35,7 @@ class SnapshotMismatchError(ValueError):
 class GroupSnapshot(Frozen):
     """A model group as folded from the first ``sequence`` entries of its journal."""
 
-    format: Literal[2] = FORMAT
+    format: Literal[3] = FORMAT
     sequence: int = Field(ge=1)
     group: ModelGroup
 

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import UserError, console
 from shared.events import EVENT_BY_TOPIC
+from shared.messaging import client_options
 
 _SKIPPED = {
     "event_id",
@@ -49,6 +50,7 @@ async def _tail(cli: CliContext, topics: list[str], *, from_beginning: bool, lim
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=cli.settings.bootstrap_servers,
+        **client_options(cli.settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import UserError, console, print_json, print_table, user_errors
+from shared.cli.releases import release, release_summary
 from shared.clients.deploy import DeployClient
 from shared.clients.events import EventWatcher, upload_to_landing
 from shared.clients.registry import ApiError
@@ -46,10 +48,21 @@ def list_deployments(cli: CliContext) -> None:
         print_json(found)
         return
     rows = [
-        [d["pipeline"], d["endpoint_url"], d["environment"], d["serving_version"], d["previous_version"]]
+        [
+            d["pipeline"],
+            d["endpoint_url"],
+            d["environment"],
+            d["serving_version"],
+            d["previous_version"],
+            release_summary(d.get("release")),
+        ]
         for d in found
     ]
-    print_table("Deployments", ["pipeline", "endpoint", "environment", "serving", "previous"], rows)
+    columns = ["pipeline", "endpoint", "environment", "serving", "previous", "release"]
+    print_table("Deployments", columns, rows)
+
+
+deployments.add_command(release)
 
 
 @deployments.command()
@@ -101,6 +114,14 @@ def predict(cli: CliContext, pipeline: str, rows: tuple[str, ...], file: Path | 
     "--environment", default="production", show_default=True, help="The deploy service that scores."
 )
 @click.option("--token", envvar="CONVEYOR_API_TOKEN", help="An operator's bearer token.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: in the deploy service; spark: on a Spark cluster (Parquet input).",
+)
+@click.option("--master", help="The Spark master, spark://host:port (default: the deploy service's).")
 @pass_cli
 def batch(
     cli: CliContext,
@@ -110,9 +131,13 @@ def batch(
     timeout: float,
     environment: str,
     token: str | None,
+    engine: str,
+    master: str | None,
 ) -> None:
     """Score SOURCE (a local .csv/.parquet file, or an s3:// URI) with PIPELINE's model (operator role)."""
     cli.require("operator", action="run a batch job", target=f"{pipeline} {source}", token=token)
+    if master is not None and engine != "spark":
+        raise UserError("--master names a Spark master: give it with --engine spark")
     if not source.startswith("s3://"):
         path = Path(source)
         if not path.is_file():
@@ -122,7 +147,8 @@ def batch(
         with console.status(f"uploading {path.name}"):
             source = asyncio.run(asyncio.to_thread(upload_to_landing, cli.settings, pipeline, path))
     with console.status("scoring"):
-        outcome = asyncio.run(_run_batch(cli, pipeline, source, version, timeout, environment))
+        job = BatchJob(version=version, environment=environment, engine=engine, spark_master=master)
+        outcome = asyncio.run(_run_batch(cli, pipeline, source, job, timeout))
     if isinstance(outcome, BatchPredictionFailed):
         raise UserError(f"batch job failed: {outcome.reason}")
     if cli.json_output:
@@ -135,8 +161,18 @@ def batch(
         )
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """How the batch job is to run: which version, which deploy service, on which engine."""
+
+    version: int | None
+    environment: str
+    engine: str = "local"
+    spark_master: str | None = None
+
+
 async def _run_batch(
-    cli: CliContext, pipeline: str, source: str, version: int | None, timeout: float, environment: str
+    cli: CliContext, pipeline: str, source: str, job: BatchJob, timeout: float
 ) -> BatchPredictionCompleted | BatchPredictionFailed:
     topics = [BatchPredictionCompleted.topic, BatchPredictionFailed.topic]
     watcher = EventWatcher(cli.settings, topics)
@@ -145,7 +181,7 @@ async def _run_batch(
     await broker.connect()
     try:
         request = BatchPredictionRequested.first(
-            producer="cli", pipeline=pipeline, input_uri=source, version=version, environment=environment
+            producer="cli", pipeline=pipeline, input_uri=source, **asdict(job)
         )
         await KafkaEventPublisher(broker).publish(request)
         outcome = await watcher.wait_for(

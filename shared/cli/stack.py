@@ -6,10 +6,18 @@ import click
 
 from infra import InfraError, process
 from infra import stack as infrastructure
+from infra.minio_users import environment_names as minio_environment_names
 from infra.services import parse_replicas, service_servers, start_services, stop_services
+from shared.access import WRITES
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import UserError, console, print_json, print_table
-from shared.secrets import api_tokens_of, approver_token, ensure_local_secrets, secrets_path
+from shared.secrets import (
+    api_tokens_of,
+    approver_token,
+    ensure_local_secrets,
+    ensure_service_keys,
+    secrets_path,
+)
 
 
 @click.command()
@@ -66,6 +74,11 @@ def token(cli: CliContext, as_env: bool) -> None:
         click.echo(f"CONVEYOR_MINIO_ACCESS_KEY={values.minio_access_key}")
         click.echo(f"CONVEYOR_MINIO_SECRET_KEY={values.minio_secret_key.get_secret_value()}")
         click.echo(f"CONVEYOR_API_TOKENS='{api_tokens_of(values)}'")
+        keys = ensure_service_keys(cli.settings.state_dir, WRITES)
+        for service in WRITES:  # each service's own MinIO user, made by compose's minio-users step
+            access, secret = minio_environment_names(service)
+            click.echo(f"{access}={keys[service].access_key}")
+            click.echo(f"{secret}={keys[service].secret_key.get_secret_value()}")
         return
     value = approver_token(cli.settings)
     if value is None:

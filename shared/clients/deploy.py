@@ -30,6 +30,11 @@ class DeployClient:
         params = {"reason": reason} if reason else None
         return dict(self._request("POST", f"/v1/deployments/{pipeline}/rollback", params=params))
 
+    def release(self, pipeline: str, action: str, *, reason: str = "") -> dict[str, Any]:
+        """Pause, resume, promote or abort the pipeline's release (needs an operator token)."""
+        params = {"reason": reason} if reason else None
+        return dict(self._request("POST", f"/v1/deployments/{pipeline}/release/{action}", params=params))
+
     def _request(self, method: str, path: str, *, params: dict[str, str] | None = None) -> Any:
         try:
             response = self._client.request(method, path, params=params)

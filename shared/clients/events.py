@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,14 +12,18 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
 
+from shared.approvals import ApprovalNotTrusted, ApprovalVerifier
 from shared.clients.upload import UploadProgress, upload_file
 from shared.events import DataArrived, Event, ModelApproved
-from shared.messaging import KafkaEventPublisher, create_broker
+from shared.messaging import KafkaEventPublisher, client_options, create_broker
 from shared.settings import Settings
+from shared.storage import ArtifactStore
 from shared.telemetry import setup_telemetry
 
 E = TypeVar("E", bound=Event)
+log = logging.getLogger(__name__)
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -46,11 +51,13 @@ async def publish_data_arrival(
     uri = await asyncio.to_thread(
         upload_file, settings, pipeline=pipeline, filename=filename, data=data, progress=progress
     )
-    event = DataArrived.first(producer=producer, pipeline=pipeline, uri=uri, format=_FORMATS[suffix])
     # The arrival starts the trace that every service's spans join (the context rides in Kafka headers).
     telemetry = setup_telemetry(producer, settings)
     broker = create_broker(settings, telemetry=telemetry)
     await broker.connect()
+    # Stamped once the broker is connected: the arrival occurs when it is announced, so the time
+    # to the next event is ingest's, not this client's connection to Kafka.
+    event = DataArrived.first(producer=producer, pipeline=pipeline, uri=uri, format=_FORMATS[suffix])
     try:
         tracer = telemetry.tracer_provider.get_tracer("conveyor.sdk")
         attributes = {"conveyor.pipeline": pipeline, "conveyor.correlation_id": str(event.correlation_id)}
@@ -65,10 +72,17 @@ async def publish_data_arrival(
 async def approved_models(
     settings: Settings, *, pipeline: str | None = None, from_beginning: bool = False
 ) -> AsyncIterator[ModelApproved]:
-    """Yield ``ModelApproved`` events as they are published (optionally for one pipeline)."""
+    """Yield ``ModelApproved`` events as they are published (optionally for one pipeline).
+
+    Only approvals the registry signed are yielded, as the deploy service trusts only those: a
+    record that is not a valid approval, or one the registry's key did not sign, is skipped with a
+    warning naming its partition and offset (the topic is open to any client Kafka lets write).
+    """
+    verifier = ApprovalVerifier(ArtifactStore.from_settings(settings), bucket=settings.artifacts_bucket)
     consumer = AIOKafkaConsumer(
         ModelApproved.topic,
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
@@ -76,9 +90,20 @@ async def approved_models(
     await consumer.start()
     try:
         async for record in consumer:
-            event = ModelApproved.model_validate_json(record.value)
-            if pipeline is None or event.pipeline == pipeline:
-                yield event
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+            try:
+                event = ModelApproved.model_validate_json(record.value or b"")
+            except ValidationError as error:
+                log.warning("skipped %s: not a ModelApproved (%s)", where, error.errors()[0]["msg"])
+                continue
+            if pipeline is not None and event.pipeline != pipeline:
+                continue
+            try:
+                await asyncio.to_thread(verifier.verify, event)  # the key's first read is a GET
+            except ApprovalNotTrusted as error:
+                log.warning("skipped %s: %s", where, error)
+                continue
+            yield event
     finally:
         await consumer.stop()
 
@@ -107,6 +132,7 @@ class EventWatcher:
         """Assign every partition of the topics at its current end, then collect in the background."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.bootstrap_servers,
+            **client_options(self._settings),
             enable_auto_commit=False,
             fetch_max_bytes=self._settings.kafka_max_message_bytes * 2,
             max_partition_fetch_bytes=self._settings.kafka_max_message_bytes,

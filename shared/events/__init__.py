@@ -19,6 +19,17 @@ from shared.events.registry import (
     ServableVersion,
     VersionStatus,
 )
+from shared.events.releases import (
+    RELEASE_EVENTS,
+    ReleasePaused,
+    ReleasePromoted,
+    ReleaseResumed,
+    ReleaseRolledBack,
+    ReleaseStarted,
+    ReleaseStepChecked,
+    ReleaseWindow,
+    VersionFigures,
+)
 from shared.events.serving import (
     BatchPredictionCompleted,
     BatchPredictionFailed,
@@ -51,6 +62,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DriftChecked,
     DriftDetected,
     RetrainRequested,
+    *RELEASE_EVENTS,
 )
 
 EVENT_BY_TOPIC: dict[str, type[Event]] = {event.topic: event for event in ALL_EVENTS}
@@ -82,9 +94,17 @@ __all__ = [
     "ModelRejected",
     "ModelTrained",
     "PredictionsCaptured",
+    "ReleasePaused",
+    "ReleasePromoted",
+    "ReleaseResumed",
+    "ReleaseRolledBack",
+    "ReleaseStarted",
+    "ReleaseStepChecked",
+    "ReleaseWindow",
     "RetrainRequested",
     "RuleResult",
     "ServableVersion",
     "TrainingFailed",
+    "VersionFigures",
     "VersionStatus",
 ]

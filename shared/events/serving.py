@@ -53,6 +53,14 @@ class BatchPredictionRequested(Event):
     environment: EnvironmentName = Field(
         default="production", description="The deploy service (CONVEYOR_ENVIRONMENT) that scores it."
     )
+    engine: Literal["local", "spark"] = Field(
+        default="local",
+        description="local: in the deploy service's process; spark: on a Spark cluster (added field).",
+    )
+    spark_master: Uri | None = Field(
+        default=None,
+        description="The Spark master (spark://host:port); None: the deploy service's own (added field).",
+    )
 
 
 class BatchPredictionCompleted(Event):

@@ -14,7 +14,18 @@ from pydantic import SecretStr
 from services.registry.api import create_router
 from services.registry.registry import Registry
 from shared.auth import TokenBook
-from shared.events import Event, ModelApproved, ModelDeployed, ModelPromoted
+from shared.events import (
+    Event,
+    ModelApproved,
+    ModelDeployed,
+    ModelPromoted,
+    ReleaseRolledBack,
+    ReleaseStarted,
+    ReleaseStepChecked,
+    ReleaseWindow,
+    VersionFigures,
+)
+from shared.events.serving import ServingRuntime
 from shared.pipeline_spec import PipelineSpec
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
@@ -58,6 +69,7 @@ def deployed(approved: ModelApproved | ModelPromoted, environment: str) -> Model
         version=approved.version,
         endpoint_url=f"http://{environment}.example:3000",
         environment=environment,
+        runtime=ServingRuntime(name="onnxruntime", reason=f"proven equal in {environment}"),
     )
 
 
@@ -141,6 +153,7 @@ async def test_a_version_reaches_production_only_by_promotion_with_the_productio
         await client.get(history, params={"environment": "production", "at": datetime.now(UTC).isoformat()})
     ).json()
     assert then == [] and [r["version"] for r in now] == [1]
+    assert (now[0]["runtime"], now[0]["runtime_reason"]) == ("onnxruntime", "proven equal in production")
 
     # The journal holds the promotion: a restarted registry knows it.
     restarted = new_registry(store, bucket)
@@ -164,3 +177,59 @@ async def test_an_auto_environment_follows_the_one_before_once(store: ArtifactSt
     assert promoted[0].promoted_by == "policy:auto" and promoted[0].environment == "production"
     assert registry.group(spec.name).versions[1].audit[-1].action == "promoted to production"
     assert await registry.record_deployment(deployed(promoted[0], "production")) == []  # the last one
+
+
+async def test_each_step_of_a_release_is_in_the_history_of_its_environment_once(
+    api: tuple[Registry, httpx.AsyncClient, list[Event]], store: ArtifactStore, bucket: str
+) -> None:
+    registry, client, _ = api
+    spec = staged_spec(store, bucket)
+    await registry.register(candidate(store, bucket, spec))
+    approved = next(
+        e for e in await registry.register(candidate(store, bucket, spec)) if isinstance(e, ModelApproved)
+    )
+    common = {"producer": "deploy", "version": 2, "baseline_version": 1, "environment": "staging",
+              "strategy": "canary"}  # fmt: skip
+    window = ReleaseWindow(
+        step=1,
+        share=10.0,
+        seconds=60.0,
+        candidate=VersionFigures(version=2, requests=60, errors=6, error_rate=0.1),
+        baseline=VersionFigures(version=1, requests=540, errors=0, error_rate=0.0),
+        breaches=["server errors: 6 of 60 requests (10.00%) against 0.00% for version 1"],
+    )
+    steps: list[Event] = [
+        ReleaseStarted.caused_by(approved, **common, shares=[10.0, 10.0]),
+        ReleaseStepChecked.caused_by(approved, **common, window=window, passed=False),
+        ReleaseRolledBack.caused_by(
+            approved, **common, by="guardrails", reason=window.breaches[0], window=window
+        ),
+    ]
+    for step in [*steps, steps[1]]:  # the window's event delivered twice
+        assert await registry.record_release(step) == []
+
+    releases = (
+        await client.get(f"/v1/groups/{spec.name}/releases", params={"environment": "staging"})
+    ).json()
+    assert [(r["transition"], r["by"], r["version"]) for r in releases] == [
+        ("started", "deploy", 2),
+        ("step_checked", "guardrails", 2),
+        ("rolled_back", "guardrails", 2),
+    ]
+    assert releases[1]["detail"].startswith("window 1 at 10%: server errors: 6 of 60")
+    assert (
+        await client.get(f"/v1/groups/{spec.name}/releases", params={"environment": "production"})
+    ).json() == []
+    detail = (await client.get(f"/v1/groups/{spec.name}/versions/2")).json()
+    assert [a["action"] for a in detail["audit"]][-2:] == [
+        "release started in staging",
+        "release rolled back in staging",
+    ]
+
+    restarted = new_registry(store, bucket)  # the journal holds the release
+    await restarted.load()
+    assert [r.transition for r in restarted.group(spec.name).releases] == [
+        "started",
+        "step_checked",
+        "rolled_back",
+    ]

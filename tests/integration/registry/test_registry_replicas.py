@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
+from services.registry.__main__ import listeners
 from services.registry.journal import VersionDeployed
 from services.registry.journal_store import JournalStore
 from services.registry.model_group import ModelGroup, TransitionError
 from services.registry.registry import Registry
+from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore, ObjectExistsError
+from tests.integration.processes import free_port
 from tests.integration.registry.test_registry import apply_spec, candidate, new_pipeline
 
 pytestmark = pytest.mark.infra
@@ -78,3 +82,39 @@ def test_a_stale_writer_cannot_overwrite_an_entry(store: ArtifactStore, bucket: 
         journal.append(stale, entry.model_copy(update={"endpoint_url": "http://zombie:1"}))
     assert stale.entries == 0  # the loser's state is unchanged until it catches up
     assert journal.catch_up(stale) == 1 and stale.entries == 1
+
+
+def test_the_registry_address_is_served_while_any_replica_lives(settings: Settings) -> None:
+    """Both replicas listen on the address the other services call; the first gone, the second answers."""
+    shared = settings.model_copy(update={"registry_port": free_port(), "registry_replicas": 2})
+    first = listeners(shared)
+    own = free_port()
+    second = listeners(
+        shared.model_copy(update={"registry_port": own, "registry_url": shared.registry_base_url})
+    )
+    try:
+        assert [s.getsockname()[1] for s in first] == [shared.registry_port]
+        assert [s.getsockname()[1] for s in second] == [own, shared.registry_port]
+        for sock in (*first, *second):
+            sock.listen()
+        first[0].close()  # the first replica is killed
+        with socket.create_connection((shared.registry_host, shared.registry_port), timeout=5):
+            second[1].settimeout(5)
+            accepted, _ = second[1].accept()
+            accepted.close()
+    finally:
+        for sock in (*first, *second):
+            sock.close()
+
+
+def test_a_service_name_is_not_listened_on(settings: Settings) -> None:
+    """Behind a Kubernetes Service or a compose name routing is the platform's: the replica's own socket."""
+    replica = settings.model_copy(
+        update={"registry_port": free_port(), "registry_replicas": 2, "registry_url": "http://registry:8000"}
+    )
+    sockets = listeners(replica)
+    try:
+        assert [s.getsockname()[1] for s in sockets] == [replica.registry_port]
+    finally:
+        for sock in sockets:
+            sock.close()

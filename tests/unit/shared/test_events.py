@@ -22,7 +22,9 @@ from shared.events import (
     Event,
     GateResult,
     LineageSummary,
+    ReleaseWindow,
     RuleResult,
+    VersionFigures,
 )
 from shared.events.schema_export import render_schema, schema_file
 
@@ -69,6 +71,8 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "comment": "",
     "signature": "",
     "runtime": None,
+    "engine": "spark",
+    "spark_master": "spark://127.0.0.1:7177",
     "rejected_by": "alice",
     "promoted_by": "pat",
     "from_environment": "staging",
@@ -90,6 +94,22 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "threshold": 0.2,
     "report_uri": None,
     "drifted_features": ["a"],
+    "baseline_version": 1,
+    "strategy": "canary",
+    "shares": [10.0, 10.0, 10.0],
+    "window": ReleaseWindow(
+        step=1,
+        share=10.0,
+        seconds=60.0,
+        candidate=VersionFigures(version=2, requests=60, errors=3, error_rate=0.05, p50_ms=2.0, p99_ms=9.0),
+        baseline=VersionFigures(version=1, requests=540, errors=0, error_rate=0.0, p50_ms=2.0, p99_ms=8.0),
+        prediction_psi=0.02,
+        breaches=["server errors: 3 of 60 requests (5.00%) against 0.00% for version 1"],
+    ),
+    "next_share": None,
+    "by": "guardrails",
+    "step": 1,
+    "windows_passed": 0,
 }
 SAMPLE_FIELDS["lineage"] = REF
 
