@@ -45,6 +45,7 @@ PRODUCED = (
     topics.DRIFT_CHECKED,
     topics.DRIFT_DETECTED,
     topics.RETRAIN_REQUESTED,
+    *topics.RELEASE_TOPICS,
 )
 
 
@@ -74,8 +75,11 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
         records=DeploymentRecords(context.store, bucket=bucket, environment=settings.environment),
         specs=specs,
         rollout=rollout,
+        publish=context.publisher.publish,
     )
-    batches = BatchJobs(store=context.store, bucket=bucket, lookup=deployer.record)
+    batches = BatchJobs(
+        store=context.store, bucket=bucket, lookup=deployer.record, threads=settings.batch_threads
+    )
     drift = DriftMonitor(
         store=context.store,
         baselines=partial(read_baseline, context.store, specs),
@@ -100,6 +104,7 @@ def create_app(settings: DeploySettings | None = None, *, context: ServiceContex
         try:
             await deployer.heal()  # bring back what was serving before the last stop
             await context.broker.start()
+            await deployer.releases.resume_all()  # each candidate beside its baseline again
             watcher = asyncio.create_task(deployer.watch(interval_s=settings.serving_watch_interval_s))
             app.state.ready = True
             yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,11 +15,15 @@ import pyarrow as pa
 
 from services.deploy.artifacts import ArtifactRefused, ensure_imported
 from services.deploy.batch_io import input_batches, score_batches
+from services.deploy.batch_spark import SparkEngine
+from services.deploy.batch_spark_parts import S3Access, shipped_model
+from services.deploy.batch_spark_settings import SparkSettings
 from services.deploy.records import ApprovedVersion, DeploymentRecord
 from services.deploy.serving.model_store import load_runtime
 from services.deploy.serving.predict import ModelCard
 from services.deploy.serving.runtime import Runtime
 from shared.events import BatchPredictionCompleted, BatchPredictionFailed, BatchPredictionRequested, Event
+from shared.settings import Settings
 from shared.storage import ArtifactStore, ObjectConflictError, ObjectNotFoundError
 from shared.uris import ObjectLocation, UnsafeUriError
 
@@ -63,11 +68,20 @@ class BatchJobs:
     """Runs batch prediction requests against the versions the deploy service knows."""
 
     def __init__(
-        self, *, store: ArtifactStore, bucket: str, lookup: Callable[[str], DeploymentRecord | None]
+        self,
+        *,
+        store: ArtifactStore,
+        bucket: str,
+        lookup: Callable[[str], DeploymentRecord | None],
+        spark: SparkEngine | None = None,
+        threads: int = 0,
     ) -> None:
         self._store = store
+        self._threads = threads or os.cpu_count() or 1
         self._bucket = bucket
         self._lookup = lookup
+        # Jobs with engine "spark": the session (a driver JVM) starts with the first of them.
+        self._spark = spark or SparkEngine(spark=SparkSettings(), access=S3Access.from_settings(Settings()))
         self._models: dict[tuple[str, int, str], Runtime] = {}
         self._models_lock = threading.Lock()
 
@@ -83,7 +97,8 @@ class BatchJobs:
             )
         try:
             source = self._store.locate(event.input_uri)
-            scored = await asyncio.to_thread(self._score, event, source, version)
+            score = self._score_on_spark if event.engine == "spark" else self._score
+            scored = await asyncio.to_thread(score, event, source, version)
         except REFUSALS as error:
             return self._failed(event, f"{type(error).__name__}: {error}", version=version.version)
         return BatchPredictionCompleted.caused_by(
@@ -105,8 +120,21 @@ class BatchJobs:
         )
         return score_file(self._store, source=source, card=runtime.card, output=output, runtime=runtime)
 
+    def _score_on_spark(
+        self, event: BatchPredictionRequested, source: ObjectLocation, version: ApprovedVersion
+    ) -> ScoredFile:
+        # The artifact verified against MinIO into the BentoML store, its bytes checked again here.
+        model = shipped_model(ensure_imported(version, store=self._store))
+        output = ObjectLocation(
+            self._bucket, f"{OUTPUT_PREFIX}/{event.pipeline}/v{version.version}/{event.event_id}"
+        )
+        scored = self._spark.score(
+            self._store, source=source, model=model, output=output, master=event.spark_master
+        )
+        return ScoredFile(uri=scored.uri, rows=scored.rows)
+
     def _runtime(self, version: ApprovedVersion) -> Runtime:
-        """The version's runtime (the endpoint's), imported, verified and loaded once per process.
+        """The version's runtime (the endpoint's, with the jobs' threads), loaded once per process.
 
         Keyed by the artifact's digest: the model in memory is the one verified when it was loaded,
         so checking the file in the model store again for every job (and rebuilding a forest from
@@ -115,7 +143,8 @@ class BatchJobs:
         key = (version.card.pipeline, version.version, version.card.sha256)
         with self._models_lock:
             if key not in self._models:
-                runtime, _, _ = load_runtime(ensure_imported(version, store=self._store))
+                tag = ensure_imported(version, store=self._store)
+                runtime, _, _ = load_runtime(tag, threads=self._threads)
                 if len(self._models) >= MODELS_KEPT:
                     del self._models[next(iter(self._models))]  # the oldest
                 self._models[key] = runtime

@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.deploy.serving.predict import ModelCard, Predictions, features_frame
-from services.deploy.serving.runtime import Runtime, SklearnRuntime
+from services.deploy.serving.predict import ModelCard, Predictions
+from services.deploy.serving.runtime import Inputs, Runtime, SklearnRuntime
 
 CHUNK_ROWS = 131_072
 ROW_COLUMN = "row"
@@ -51,18 +51,20 @@ def score_batches(
     card: ModelCard,
     sink: pa.NativeFile | IO[bytes],
     runtime: Runtime | None = None,
+    first_row: int = 0,
 ) -> int:
     """Predict every row of ``batches``, writing the predictions to ``sink`` as Parquet; the rows scored.
 
-    Through the version's ``runtime`` (the endpoint's prediction function), or scikit-learn over ``model``.
+    Through the version's ``runtime`` (the endpoint's prediction function), or scikit-learn over ``model``;
+    rows are numbered from ``first_row`` (a Spark part's place in the file).
     """
     runtime = runtime or SklearnRuntime(model, card)
     rows = 0
     writer: pq.ParquetWriter | None = None
     try:
-        for batch, features in prefetched(_with_features(batches, card)):
-            predicted = runtime.predict(runtime.inputs_of_frame(features))
-            table = prediction_batch(batch, predicted, card, first_row=rows)
+        for batch, inputs in prefetched(_with_inputs(batches, runtime)):
+            predicted = runtime.predict(inputs)
+            table = prediction_batch(batch, predicted, card, first_row=first_row + rows)
             # Dictionary encoding only for the label, whose values repeat by design: tried on row
             # numbers, ids and probabilities it costs more than scoring a linear model's chunk.
             writer = writer or pq.ParquetWriter(sink, table.schema, use_dictionary=[PREDICTION_COLUMN])
@@ -133,15 +135,13 @@ def _empty(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=schema)
 
 
-def _with_features(
-    batches: Iterator[pa.RecordBatch], card: ModelCard
-) -> Iterator[tuple[pa.RecordBatch, pd.DataFrame]]:
-    # Only the feature columns become pandas, as one block of floats when they all are floats;
-    # features_frame names any that are missing. Done here, in the reading thread, since it is a
-    # copy of every value that the scoring thread need not wait for.
+def _with_inputs(
+    batches: Iterator[pa.RecordBatch], runtime: Runtime
+) -> Iterator[tuple[pa.RecordBatch, Inputs]]:
+    # Done here, in the reading thread, since it is a copy of every value that the scoring thread
+    # need not wait for.
     for batch in batches:
-        present = [name for name in card.features if name in batch.schema.names]
-        yield batch, features_frame(batch.select(present).to_pandas(), card)
+        yield batch, runtime.inputs_of_batch(batch)
 
 
 def _label_type(card: ModelCard) -> pa.DataType | None:

@@ -19,6 +19,7 @@ from shared.events import (
     PredictionsCaptured,
     RetrainRequested,
 )
+from shared.events.releases import RELEASE_EVENTS
 from shared.service import ServiceContext
 
 
@@ -31,13 +32,13 @@ def register_handlers(
     environment of a spec) or promoted to it, and ignores what is bound for another.
     """
 
-    async def on_model_approved(event: ModelApproved) -> Event | None:
-        """Serve the approved version behind its pipeline's endpoint (or say why not)."""
-        return await deployer.approve(event) if event.environment == environment else None
+    async def on_model_approved(event: ModelApproved) -> list[Event]:
+        """Serve the approved version behind its pipeline's endpoint, or release it beside the old one."""
+        return await deployer.approve(event) if event.environment == environment else []
 
-    async def on_model_promoted(event: ModelPromoted) -> Event | None:
+    async def on_model_promoted(event: ModelPromoted) -> list[Event]:
         """Serve the version promoted to this environment."""
-        return await deployer.approve(event) if event.environment == environment else None
+        return await deployer.approve(event) if event.environment == environment else []
 
     async def on_batch_prediction_requested(event: BatchPredictionRequested) -> Event | None:
         """Score the requested file with the pipeline's model."""
@@ -59,4 +60,5 @@ def register_handlers(
         DriftChecked,
         DriftDetected,
         RetrainRequested,
+        *RELEASE_EVENTS,
     )

@@ -52,7 +52,10 @@ def convert(model: Any, card: ModelCard) -> bytes:
     width = sum(size for _, size in blocks)
     estimator_model = _estimator_graph(estimator, width)
     features = estimator_model.graph.input[0].name
-    builder.node("Concat", [name for name, _ in blocks], [features], axis=1)
+    if len(blocks) == 1:  # a copy of every value otherwise, for nothing
+        builder.node("Identity", [blocks[0][0]], [features])
+    else:
+        builder.node("Concat", [name for name, _ in blocks], [features], axis=1)
     return _joined(builder, estimator_model).SerializeToString()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Self
+from typing import Literal, Self
 from uuid import UUID
 
 from pydantic import Field
@@ -17,6 +17,8 @@ from services.deploy.serving.predict import ModelCard
 from shared.environments import DEFAULT_ENVIRONMENT
 from shared.events import ArtifactRef, ServableVersion
 from shared.events.envelope import Frozen
+from shared.events.releases import ReleaseStrategy, ReleaseWindow
+from shared.release import ReleaseSpec
 from shared.storage import ArtifactStore, ObjectNotFoundError
 from shared.uris import ObjectLocation, safe_segment
 
@@ -53,6 +55,25 @@ class ApprovedVersion(Frozen):
         )
 
 
+class ReleaseState(Frozen):
+    """A release in progress: the candidate beside the active version, and how far it has come."""
+
+    version: int = Field(ge=1)
+    baseline: int = Field(ge=1)
+    strategy: ReleaseStrategy
+    spec: ReleaseSpec
+    step: int = Field(default=1, ge=1, description="The window being judged, from 1.")
+    status: Literal["running", "paused", "awaiting_promotion"] = "running"
+    approval_event_id: UUID
+    windows: list[ReleaseWindow] = Field(default_factory=list, description="The windows judged so far.")
+
+    @property
+    def share(self) -> float:
+        """The candidate's share in the current window (the last one's while awaiting promotion)."""
+        shares = self.spec.shares()
+        return shares[min(self.step, len(shares)) - 1]
+
+
 class DeploymentRecord(Frozen):
     """A pipeline's deployment state."""
 
@@ -62,6 +83,8 @@ class DeploymentRecord(Frozen):
     versions: dict[int, ApprovedVersion] = Field(default_factory=dict)
     order: list[int] = Field(default_factory=list, description="Versions in the order they were approved.")
     handled: list[UUID] = Field(default_factory=list, description="Approval events already acted on.")
+    release: ReleaseState | None = Field(default=None, description="A candidate judged on live traffic.")
+    shared: bool = Field(default=False, description="Served from the shared workers (port: theirs).")
 
     def current(self) -> ApprovedVersion | None:
         """The active version."""
@@ -89,6 +112,17 @@ class DeploymentRecord(Frozen):
                 "handled": [*self.handled, version.approval_event_id][-_HANDLED_KEPT:],
             }
         )
+
+    def releasing(self, release: ReleaseState | None) -> DeploymentRecord:
+        """This record with ``release`` in progress (None: no release)."""
+        return self.model_copy(update={"release": release})
+
+    def released_back(self) -> DeploymentRecord:
+        """This record once its release's candidate was taken out: never served, never redeployed."""
+        if self.release is None:
+            return self
+        handled = [*self.handled, self.release.approval_event_id][-_HANDLED_KEPT:]
+        return self.model_copy(update={"release": None, "handled": handled})
 
     def previous(self) -> ApprovedVersion | None:
         """The version approved before the active one: what a rollback returns to."""

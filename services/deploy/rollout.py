@@ -35,7 +35,9 @@ from services.deploy.serving import control
 from services.deploy.serving.tracing import current_carrier
 from services.deploy.settings import DeploySettings
 from services.deploy.workers import (
+    POOL_SERVICE,
     PROJECT_ROOT,
+    SERVICE,
     ServingError,
     Spares,
     listen,
@@ -65,6 +67,12 @@ class Endpoint:
     version: int
     arguments: dict[str, str]
     workers: list[Child] = field(default_factory=list)
+    # The release's split command while a candidate shares the endpoint: a worker started again gets it too.
+    split: dict[str, Any] | None = None
+    # The BentoML service its workers run: one pipeline's (the default), or the shared workers'.
+    service: str = SERVICE
+    # Shared workers: each pipeline's assignment (a worker started again reads them from its home).
+    assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -160,14 +168,37 @@ class Rollout:
         if endpoint is None or endpoint.alive:
             return False
         timeout = self._settings.serving_stop_timeout_s
+        revived = []
         for index, worker in enumerate(endpoint.workers):
             if not worker.alive:
                 await self._processes.stop(worker, timeout_s=timeout)  # and whatever it left behind
                 endpoint.workers[index] = await self._spawn_worker(endpoint, worker_id=index + 1)
+                revived.append(index + 1)
                 log.warning("%s: worker %d exited; started it again", endpoint.name, index + 1)
-        return await self._until_serving(endpoint, endpoint.version)
+        if not await self._until_serving(endpoint, endpoint.version):
+            return False
+        if endpoint.split is not None:  # it takes its part in the release again
+            for worker_id in revived:
+                try:
+                    await self.ask(endpoint, worker_id, endpoint.split)
+                except control.ControlError as error:
+                    log.error("%s: worker %d left out of the release: %s", endpoint.name, worker_id, error)
+        return True
 
-    async def _start(self, *, pipeline: str, port: int, version: int, arguments: dict[str, str]) -> None:
+    async def start_shared(self, *, name: str, port: int) -> Endpoint:
+        """Start the shared workers on ``port`` (no pipeline assigned yet), recorded as endpoint ``name``."""
+        await self._start(pipeline=name, port=port, version=0, arguments={}, service=POOL_SERVICE)
+        return self.endpoints[name]
+
+    async def _start(
+        self,
+        *,
+        pipeline: str,
+        port: int,
+        version: int,
+        arguments: dict[str, str],
+        service: str = SERVICE,
+    ) -> None:
         listener = listen(self._settings.serving_host, port)
         home = server_home(self._settings, f"endpoint-{pipeline}")
         count = self._settings.serving_workers
@@ -180,6 +211,7 @@ class Rollout:
             control=str(socket_dir(self._settings.run_dir) / _short(pipeline)),
             version=version,
             arguments={**arguments, "workers": str(count)},
+            service=service,
         )
         try:
             for worker_id in range(1, count + 1):
@@ -200,31 +232,35 @@ class Rollout:
         """Prepare ``version`` in every worker, then activate it in every worker; or change nothing."""
         started = time.monotonic()
         tag, correlation_id = arguments["model_tag"], arguments["correlation_id"]
-        prepared = await self._ask_all(
+        prepared = await self.ask_all(
             endpoint, {"op": "prepare", "tag": tag, "correlation_id": correlation_id, "trace": trace}
         )
         failed = [answer for answer in prepared if isinstance(answer, BaseException)]
         if failed:
-            await self._ask_all(endpoint, {"op": "discard", "version": version})
+            await self.ask_all(endpoint, {"op": "discard", "version": version})
             raise ServingError(f"{endpoint.pipeline} version {version} was not switched to: {failed[0]}")
         # From here a worker started again loads the new version.
         # A worker started again answers no arrival's first prediction: the trace stays behind.
         endpoint.version = version
         endpoint.arguments = {k: v for k, v in endpoint.arguments.items() if k != "traceparent"} | arguments
-        activated = await self._ask_all(endpoint, {"op": "activate", "version": version})
+        activated = await self.ask_all(endpoint, {"op": "activate", "version": version})
         for worker_id, answer in zip(_ids(endpoint), activated, strict=True):
             if isinstance(answer, BaseException):  # it died meanwhile: healing starts it on the new version
                 log.warning("%s: worker %d did not activate: %s", endpoint.name, worker_id, answer)
         took = time.monotonic() - started
         log.info("%s now serves version %d (switched in %.3f s)", endpoint.pipeline, version, took)
 
-    async def _ask_all(
+    async def ask_all(
         self, endpoint: Endpoint, command: Mapping[str, Any]
     ) -> list[dict[str, Any] | BaseException]:
         """Send ``command`` to every worker at once; each answer, or the error in its place."""
-        timeout = self._settings.serving_ready_timeout_s
-        asked = (control.ask(endpoint.control_socket(i), command, timeout_s=timeout) for i in _ids(endpoint))
+        asked = (self.ask(endpoint, i, command) for i in _ids(endpoint))
         return list(await asyncio.gather(*asked, return_exceptions=True))
+
+    async def ask(self, endpoint: Endpoint, worker_id: int, command: Mapping[str, Any]) -> dict[str, Any]:
+        """Send ``command`` to one worker; its answer (a refusal raises ControlError)."""
+        timeout = self._settings.serving_ready_timeout_s
+        return await control.ask(endpoint.control_socket(worker_id), command, timeout_s=timeout)
 
     async def _until_serving(self, endpoint: Endpoint, version: int) -> bool:
         """Poll every worker until each says it serves ``version`` (or one exits, or time runs out)."""
@@ -250,11 +286,11 @@ class Rollout:
         fd = endpoint.listener.fileno()
         name = f"{endpoint.name}-w{worker_id}"
         arguments = {**endpoint.arguments, "control": endpoint.control}
-        argv = worker_arguments(worker_id=worker_id, arguments=arguments)
+        argv = worker_arguments(worker_id=worker_id, arguments=arguments, service=endpoint.service)
         adopted = await self.spares.adopt(name, argv=argv, env=endpoint.env, fd=fd)
         if adopted is not None:
             return adopted
-        argv = worker_command(fd=fd, worker_id=worker_id, arguments=arguments)
+        argv = worker_command(fd=fd, worker_id=worker_id, arguments=arguments, service=endpoint.service)
         return await self._processes.spawn(name, argv, env=endpoint.env, cwd=PROJECT_ROOT, pass_fds=(fd,))
 
 

@@ -18,6 +18,9 @@ class DeploySettings(Settings):
     # versions approved for it (the first of a spec's environments) or promoted to it are served.
     environment: EnvironmentName = "production"
 
+    # Replicas of this environment's deploy service on this host (services.deploy.replicas).
+    deploy_replicas: int = Field(default=1, ge=1, le=6)
+
     # Stable endpoints: one port per pipeline, taken from this range and kept across restarts.
     serving_host: str = "127.0.0.1"
     serving_advertised_host: str | None = Field(
@@ -44,6 +47,20 @@ class DeploySettings(Settings):
     # with this many intra-op threads per worker (the workers are the endpoint's parallelism).
     serving_onnx: bool = True
     serving_onnx_threads: int = Field(default=1, ge=1, le=64)
+    # A batch job is one caller with a large input, so its compiled model runs with this many
+    # intra-op threads (0: one per core), unlike a worker among workers; lower it where busy
+    # endpoints share the machine.
+    batch_threads: int = Field(default=0, ge=0, le=256)
+
+    # Shared workers (opt-in): pipelines served from the same warm workers on one port, each at
+    # /pipelines/<name>, models loaded on first use and the least recently used unloaded past the
+    # budget. A spec's deployment.workers chooses per pipeline ("default" follows serving_pool).
+    serving_pool: bool = False
+    serving_pool_port: int | None = Field(
+        default=None, ge=1024, le=65535, description="Defaults to serving_port_base - 1."
+    )
+    serving_pool_budget_mb: int = Field(default=2048, ge=16, description="Estimated model memory per worker.")
+    serving_pool_max_models: int = Field(default=1000, ge=1, description="Loaded models per worker at most.")
 
     # Prediction capture (monitoring feedback) inside each serving worker.
     capture_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -67,6 +84,11 @@ class DeploySettings(Settings):
     def advertised_host(self) -> str:
         """The host clients use to reach the endpoints."""
         return self.serving_advertised_host or self.serving_host
+
+    @property
+    def pool_port(self) -> int:
+        """The port of the shared workers."""
+        return self.serving_pool_port or self.serving_port_base - 1
 
     @property
     def serving_ports(self) -> range:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from services.deploy.processes import Child, ProcessBook
+from services.deploy.serving.control import ASSIGNMENTS_FILE
 from services.deploy.settings import DeploySettings
 
 log = logging.getLogger("conveyor.deploy.workers")
 
 SERVICE = "services.deploy.serving.service:PredictionService"
+POOL_SERVICE = "services.deploy.serving.pool_service:PoolService"
 # BentoML's HTTP worker: what `bentoml serve` runs under its arbiter, once per worker, on a socket fd.
 BENTOML_WORKER = "_bentoml_impl.worker.service"
 _BACKLOG = 2048  # BentoML's default
@@ -39,16 +41,18 @@ class ServingError(Exception):
     """An endpoint could not be started or switched to a version; what was serving keeps serving."""
 
 
-def worker_command(*, fd: int, worker_id: int, arguments: Mapping[str, str]) -> list[str]:
-    """One BentoML HTTP worker of the prediction service, serving on the inherited listening socket ``fd``."""
-    return [sys.executable, "-m", BENTOML_WORKER, *worker_arguments(worker_id=worker_id, arguments=arguments),
-            "--fd", str(fd)]  # fmt: skip
+def worker_command(
+    *, fd: int, worker_id: int, arguments: Mapping[str, str], service: str = SERVICE
+) -> list[str]:
+    """One BentoML HTTP worker of ``service``, serving on the inherited listening socket ``fd``."""
+    argv = worker_arguments(worker_id=worker_id, arguments=arguments, service=service)
+    return [sys.executable, "-m", BENTOML_WORKER, *argv, "--fd", str(fd)]
 
 
-def worker_arguments(*, worker_id: int, arguments: Mapping[str, str]) -> list[str]:
-    """BentoML's worker arguments for the prediction service, but the socket's fd."""
+def worker_arguments(*, worker_id: int, arguments: Mapping[str, str], service: str = SERVICE) -> list[str]:
+    """BentoML's worker arguments for ``service`` (the prediction service), but the socket's fd."""
     return [
-        SERVICE,
+        service,
         "--worker-id", str(worker_id),
         "--args", json.dumps(dict(arguments)),
         "--timeout-keep-alive", str(SERVER_KEEPALIVE_S),
@@ -65,6 +69,7 @@ def server_home(settings: DeploySettings, name: str) -> Path:
     home = settings.run_dir / "homes" / name
     metrics = home / _METRICS_DIR
     shutil.rmtree(metrics, ignore_errors=True)
+    (home / ASSIGNMENTS_FILE).unlink(missing_ok=True)  # a fresh start learns them again
     metrics.mkdir(parents=True)
     models = settings.bentoml_home / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -103,6 +108,19 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         return probe.connect_ex((host, port)) == 0
+
+
+def can_listen(host: str, port: int) -> bool:
+    """Whether a listener could bind host:port now.
+
+    Stricter than ``not port_in_use``: a client socket's local port (one the kernel handed out
+    from its ephemeral range) blocks a bind without accepting connections.
+    """
+    try:
+        listen(host, port).close()
+    except ServingError:
+        return False
+    return True
 
 
 def listen(host: str, port: int) -> socket.socket:

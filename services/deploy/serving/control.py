@@ -21,6 +21,8 @@ log = logging.getLogger("conveyor.serving.control")
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 _LIMIT = 16 * 1024 * 1024
+# Where the deploy service keeps every pipeline's version for the shared workers, in their home.
+ASSIGNMENTS_FILE = "assignments.json"
 
 
 class ControlError(Exception):

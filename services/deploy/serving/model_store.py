@@ -100,6 +100,14 @@ def load_runtime(tag: str, *, threads: int = 1) -> tuple[Runtime, Any, Warmup]:
     return OnnxRuntime(data, card, threads=threads), None, warmup
 
 
+def stored_bytes(tag: str) -> int:
+    """The size of what a worker loads of a stored version: its ONNX model, or its skops artifact."""
+    stored = bentoml.models.get(tag)
+    card = ModelCard.model_validate(stored.info.metadata[CARD_KEY])
+    path = Path(stored.path_of(ONNX_FILE if card.runtime.name == "onnxruntime" else MODEL_FILE))
+    return path.stat().st_size if path.exists() else 0
+
+
 def _file_digest(tag: str, name: str = MODEL_FILE) -> str | None:
     path = Path(bentoml.models.get(tag).path_of(name))
     return sha256_hex(path.read_bytes()) if path.exists() else None

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from faststream.kafka import KafkaBroker
+
 from services.deploy.serving.capture import CaptureFlusher, CaptureQueue, CaptureSource
 from services.deploy.serving.feedback import FeedbackBook, UnknownPrediction
 from services.deploy.serving.metrics import ServingMetrics
@@ -26,7 +28,13 @@ class Monitor:
     """Everything a worker records about its predictions; nothing here blocks a request."""
 
     def __init__(
-        self, *, card: ModelCard, settings: DeploySettings, correlation_id: UUID, metrics: ServingMetrics
+        self,
+        *,
+        card: ModelCard,
+        settings: DeploySettings,
+        correlation_id: UUID,
+        metrics: ServingMetrics,
+        broker: KafkaBroker | None = None,
     ) -> None:
         self._settings = settings
         self._labels = {"pipeline": card.pipeline, "version": str(card.version)}
@@ -38,7 +46,9 @@ class Monitor:
         self._source = CaptureSource(
             pipeline=card.pipeline, version=card.version, correlation_id=correlation_id
         )
-        self._broker = create_broker(settings)
+        # A shared worker's models share its one connection to Kafka, which they do not start or stop.
+        self._owns_broker = broker is None
+        self._broker = broker or create_broker(settings)
         self._flusher = CaptureFlusher(
             self.captures,
             source=self._source,
@@ -95,11 +105,12 @@ class Monitor:
                 await self._task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flusher.flush(), timeout=_FINAL_FLUSH_S)
-        with contextlib.suppress(Exception):
-            await self._broker.stop()
+        if self._owns_broker:
+            with contextlib.suppress(Exception):
+                await self._broker.stop()
 
     async def _run(self) -> None:
-        while True:
+        while self._owns_broker:
             try:
                 await self._broker.start()
                 break

@@ -2,9 +2,10 @@
 
 Both take the same rows and answer the same ``Predictions``: ``inputs_of_rows`` builds what the
 runtime takes straight from a request's JSON rows (for ONNX Runtime three arrays, no DataFrame),
-``inputs_of_frame`` from a file's typed feature frame (batch scoring, the test split), and
-``predict`` runs the model. The real-time endpoint, the batch job, the warm-up check and the
-proof of equality all go through these, so what is proven is what serves.
+``inputs_of_frame`` from a file's typed feature frame (the test split), ``inputs_of_batch`` from a
+file's chunk of Arrow columns (batch scoring), and ``predict`` runs the model. The real-time
+endpoint, the batch job, the warm-up check and the proof of equality all go through these, so what
+is proven is what serves.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from services.deploy.serving.predict import (
     ModelCard,
     Predictions,
     RuntimeName,
+    features_frame,
     numeric_matrix,
     predict_frame,
     rows_frame,
@@ -74,6 +77,10 @@ class Runtime(Protocol):
         """A typed feature frame (``features_frame``) as this runtime's inputs."""
         ...
 
+    def inputs_of_batch(self, batch: pa.RecordBatch) -> Inputs:
+        """A file's chunk as this runtime's inputs (other columns ignored); a missing feature is refused."""
+        ...
+
     def predict(self, inputs: Inputs) -> Predictions:
         """Predict every row of ``inputs``."""
         ...
@@ -93,6 +100,9 @@ class SklearnRuntime:
 
     def inputs_of_frame(self, frame: pd.DataFrame) -> Inputs:
         return frame
+
+    def inputs_of_batch(self, batch: pa.RecordBatch) -> Inputs:
+        return batch_frame(batch, self.card)
 
     def predict(self, inputs: Inputs) -> Predictions:
         assert isinstance(inputs, pd.DataFrame)
@@ -116,7 +126,9 @@ class OnnxRuntime:
         self.card = card
         self._inputs = {i.name for i in self.session.get_inputs()}
         self._output = "probabilities" if card.task == "classification" else "variable"
-        self._classes = list(card.classes)
+        # An object array: taking from it keeps each label's own Python value (a mixed list would be
+        # coerced to one type), at numpy's speed rather than a comprehension's.
+        self._classes = np.array(card.classes, dtype=object)
 
     def inputs_of_rows(self, rows: Sequence[Mapping[str, Any]]) -> Inputs:
         numbers = numeric_matrix(rows, self.card)
@@ -128,6 +140,18 @@ class OnnxRuntime:
         columns = [as_categories(frame[name]).tolist() for name in self.card.categorical]
         return _onnx_inputs(
             numbers, [list(row) for row in zip(*columns, strict=True)], len(frame), len(columns)
+        )
+
+    def inputs_of_batch(self, batch: pa.RecordBatch) -> Inputs:
+        # A file of numbers only (the common case) goes from Arrow to the graph's matrix without a
+        # DataFrame, which cost more than the linear model itself; anything else is typed (and
+        # refused, if it must be) through the frame.
+        numbers = _float_matrix(batch, self.card) if not self.card.categorical else None
+        if numbers is None:
+            return self.inputs_of_frame(batch_frame(batch, self.card))
+        rows = len(numbers)
+        return OnnxInputs(
+            numeric=numbers, categorical=np.empty((rows, 0), dtype=object), missing=np.empty((rows, 0), bool)
         )
 
     def predict(self, inputs: Inputs) -> Predictions:
@@ -145,8 +169,29 @@ class OnnxRuntime:
         out = np.asarray(out, dtype=np.float64)
         if self.card.task == "regression":
             return Predictions(labels=out.reshape(-1).tolist(), probabilities=None)
-        classes = self._classes
-        return Predictions(labels=[classes[i] for i in out.argmax(axis=1).tolist()], probabilities=out)
+        return Predictions(labels=self._classes.take(out.argmax(axis=1)).tolist(), probabilities=out)
+
+
+def batch_frame(batch: pa.RecordBatch, card: ModelCard) -> pd.DataFrame:
+    """A chunk's feature columns as a typed frame (``features_frame``, which names any missing)."""
+    present = [name for name in card.features if name in batch.schema.names]
+    return features_frame(batch.select(present).to_pandas(), card)
+
+
+def _float_matrix(batch: pa.RecordBatch, card: ModelCard) -> np.ndarray | None:
+    """The numeric features as one C-ordered float64 matrix (null as NaN), or None unless all are numbers."""
+    names = batch.schema.names
+    if any(name not in names for name in card.numeric):
+        return None
+    columns = [batch.column(name) for name in card.numeric]
+    if not all(pa.types.is_floating(c.type) or pa.types.is_integer(c.type) for c in columns):
+        return None
+    matrix = np.empty((batch.num_rows, len(columns)), dtype=np.float64)
+    for index, column in enumerate(columns):
+        if column.null_count:
+            column = column.cast(pa.float64())  # to_numpy gives NaN for a float column's nulls
+        matrix[:, index] = column.to_numpy(zero_copy_only=False)
+    return matrix
 
 
 def concat_inputs(parts: Sequence[Inputs]) -> Inputs:

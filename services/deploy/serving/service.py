@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 import bentoml
-from bentoml.exceptions import BadInput, NotFound
+from bentoml.exceptions import BadInput, BentoMLException, NotFound
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.deploy.serving import control
+from services.deploy.serving.after_response import AfterResponse, after_response
 from services.deploy.serving.endpoint import (
     LoadedModel,
     as_batch,
@@ -37,13 +40,15 @@ from services.deploy.serving.errors import ErrorObjects
 from services.deploy.serving.guard import JsonOnly
 from services.deploy.serving.io import Rows, RowsInput
 from services.deploy.serving.metrics import serving_metrics
-from services.deploy.serving.monitor import Monitor
 from services.deploy.serving.openapi import ServedDocument
 from services.deploy.serving.request_timeout import install as install_request_timeout
+from services.deploy.serving.split import Split
+from services.deploy.serving.tally import WindowTally
 from services.deploy.serving.tracing import Origin, ServingTracer
 from services.deploy.serving.versions import Served, Versions
 from services.deploy.settings import DeploySettings
 from shared.clients.serving import FeatureValue, FeedbackResult, PredictionResponse
+from shared.release import STICKY_HEADER
 
 SERVICE_NAME = "conveyor_prediction"
 
@@ -126,7 +131,13 @@ class PredictionService:
     @bentoml.api(route="/v1/predict", input_spec=RowsInput)
     async def predict(self, rows: Rows, /, ctx: bentoml.Context) -> PredictionResponse:
         """Predict one row (an object keyed by feature name) or a list of rows."""
-        served = self.versions.active  # the whole request is answered by the version it began with
+        split = self.versions.split
+        if split is None:
+            return await self._answer(self.versions.active, rows, ctx)
+        return await self._answer_in_release(split, rows, ctx)
+
+    async def _answer(self, served: Served, rows: Rows, ctx: bentoml.Context) -> PredictionResponse:
+        # The whole request is answered by the version it began with.
         served.in_flight += 1
         try:
             with self._span("predict", ctx, served):
@@ -140,6 +151,43 @@ class PredictionService:
                     )
         finally:
             served.in_flight -= 1
+
+    async def _answer_in_release(self, split: Split, rows: Rows, ctx: bentoml.Context) -> PredictionResponse:
+        """Answer with the side the request falls to, tallying it; in shadow mode, score a copy too."""
+        to_candidate = split.to_candidate(ctx.request.headers.get(STICKY_HEADER))
+        served = split.candidate if to_candidate else self.versions.active
+        tally = split.challenger if to_candidate else split.baseline
+        started = time.perf_counter()
+        try:
+            response = await self._answer(served, rows, ctx)
+        except BentoMLException as error:
+            if int(error.error_code) >= 500:
+                tally.failed(_ms_since(started))
+            raise
+        except Exception:
+            tally.failed(_ms_since(started))
+            raise
+        tally.answered(_ms_since(started), [p.prediction for p in response.predictions])
+        if split.mode == "shadow":
+            shadow = partial(self._shadow, split, as_batch(rows), response)  # a coroutine only if not skipped
+            after_response(ctx.request, partial(split.in_background, shadow))
+        return response
+
+    async def _shadow(self, split: Split, batch: list[Any], response: PredictionResponse) -> None:
+        """The candidate's answer to rows already answered: tallied, compared, captured under the same ids."""
+        candidate = split.candidate
+        candidate.in_flight += 1
+        started = time.perf_counter()
+        try:
+            predicted = await candidate.predict(request_inputs(candidate.loaded, batch))
+        except Exception:
+            split.challenger.failed(_ms_since(started))
+            return
+        finally:
+            candidate.in_flight -= 1
+        split.challenger.answered(_ms_since(started), predicted.labels)
+        candidate.monitor.observe([p.prediction_id for p in response.predictions], batch, predicted.labels)
+        split.compare([p.prediction for p in response.predictions], predicted.labels)
 
     def _span(self, name: str, ctx: bentoml.Context, served: Served) -> Any:
         if not self.tracer.enabled:
@@ -175,7 +223,18 @@ class PredictionService:
         """Join feedback to a prediction this worker served (the active version's or a retired one's)."""
         monitors = self.versions.monitors()
         monitor = next((m for m in monitors if m.book.knows(prediction_id)), monitors[0])
-        return join_feedback(monitor, prediction_id, actual)
+        result = join_feedback(monitor, prediction_id, actual)
+        split = self.versions.split
+        if split is None:
+            return result
+        if monitor is split.candidate.monitor:
+            _tally_feedback(split.challenger, result)
+        elif monitor is self.versions.active.monitor:
+            _tally_feedback(split.baseline, result)
+            shadow = split.candidate.monitor
+            if split.mode == "shadow" and shadow.book.knows(prediction_id):
+                _tally_feedback(split.challenger, shadow.feedback(prediction_id, actual))
+        return result
 
     async def command(self, command: Mapping[str, Any]) -> Mapping[str, Any]:
         """Answer one command of the deploy service (or of a sibling worker)."""
@@ -190,6 +249,23 @@ class PredictionService:
             return {"version": (await self.versions.activate(int(command["version"]))).version}
         if op == "discard":
             await self.versions.discard(int(command["version"]))
+            return {}
+        if op == "split":
+            split = await self.versions.start_split(
+                str(command["tag"]),
+                UUID(str(command["correlation_id"])),
+                version=int(command["version"]),
+                mode=command["mode"],
+                share=float(command["share"]),
+                trace=command.get("trace") or {},
+            )
+            return {"split": split.describe()}
+        if op == "split_tallies":
+            return {"tallies": self.versions.split.tallies() if self.versions.split else None}
+        if op == "split_promote":
+            return {"version": (await self.versions.promote_split(int(command["version"]))).version}
+        if op == "split_end":
+            await self.versions.end_split()
             return {}
         if op == "feedback":
             return {
@@ -209,18 +285,18 @@ class PredictionService:
         }
 
     def _served(self, loaded: LoadedModel, correlation_id: UUID, origin: Origin) -> Served:
-        monitor = Monitor(
-            card=loaded.card, settings=self.settings, correlation_id=correlation_id, metrics=self.metrics
-        )
-        return Served(
-            loaded=loaded,
-            monitor=monitor,
-            correlation_id=correlation_id,
-            batch_max_rows=self.settings.serving_batch_max_rows,
-            origin=origin,
-        )
+        return Served.monitored(loaded, correlation_id, origin, settings=self.settings, metrics=self.metrics)
 
 
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _tally_feedback(tally: WindowTally, result: FeedbackResult) -> None:
+    tally.joined(correct=result.correct, absolute_error=result.absolute_error)
+
+
+PredictionService.add_asgi_middleware(AfterResponse)  # type: ignore[attr-defined]
 PredictionService.add_asgi_middleware(JsonOnly)  # type: ignore[attr-defined]
 PredictionService.add_asgi_middleware(ErrorObjects)  # type: ignore[attr-defined]
 PredictionService.add_asgi_middleware(ServedDocument, service=PredictionService)  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from services.deploy.compile import choose_runtime, prove
@@ -15,6 +16,7 @@ from services.deploy.onnx_graph import convert
 from services.deploy.serving.predict import FeatureError, ModelCard, features_frame, rows_frame
 from services.deploy.serving.runtime import (
     ONNX_TOLERANCE,
+    OnnxInputs,
     OnnxRuntime,
     SklearnRuntime,
     concat_inputs,
@@ -209,6 +211,30 @@ def test_onnx_inputs_keep_the_request_contract() -> None:
     assert predicted.labels == expected.labels
     np.testing.assert_allclose(predicted.probabilities, expected.probabilities, atol=1e-12)  # type: ignore[arg-type]
     assert np.array_equal(predicted.probabilities[0], predicted.probabilities[2])  # type: ignore[index]
+
+
+def test_a_file_of_numbers_goes_from_arrow_to_the_graph_as_the_frame_path_does() -> None:
+    model, card, test = fitted("sklearn.linear_model.LogisticRegression", categorical=())
+    onnx = OnnxRuntime(convert(model, card), card, threads=2)
+    expected = SklearnRuntime(model, card).predict(features_frame(test, card))
+    # Floats with nulls, integers and an extra key column: read straight from Arrow, same answers.
+    table = pa.Table.from_pandas(
+        test[list(NUMERIC)].assign(visits=test["visits"].astype("Int64"), key=range(len(test))),
+        preserve_index=False,
+    )
+    [batch] = table.to_batches()
+    assert table.column("age").null_count and table.column("visits").null_count
+    inputs = onnx.inputs_of_batch(batch)
+    assert isinstance(inputs, OnnxInputs) and inputs.numeric.flags.c_contiguous
+    predicted = onnx.predict(inputs)
+    assert predicted.labels == expected.labels
+    np.testing.assert_allclose(predicted.probabilities, expected.probabilities, atol=ONNX_TOLERANCE)  # type: ignore[arg-type]
+    # What is not a number goes through the frame's typing, which says which feature is wrong.
+    texts = batch.set_column(0, "age", pa.array(["old"] * len(test)))
+    with pytest.raises(FeatureError, match="'age' must be a number"):
+        onnx.inputs_of_batch(texts)
+    with pytest.raises(FeatureError, match=r"lacks the model's features \['income'\]"):
+        onnx.inputs_of_batch(batch.drop_columns(["income"]))
 
 
 def test_batched_requests_answer_as_alone() -> None:
