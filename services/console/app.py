@@ -16,6 +16,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from services.console.bias import BiasReader
 from services.console.feed import Changes, Feed
 from services.console.guard import Guard
 from services.console.pages import Ports, error_handlers, routes
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     timeline, changes = Timeline(), Changes()
     feed = Feed(settings, timeline, changes)
+    store = ArtifactStore.from_settings(settings)
     ports = Ports(
         settings=settings,
         timeline=timeline,
@@ -52,8 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         guard=Guard.create(secret=settings.console_secret, tokens=settings.api_tokens),
         registry=RegistryClient(settings.registry_base_url),
         deploy=DeployClient(settings.deploy_base_url, timeout=10.0),
-        store=ArtifactStore.from_settings(settings),
+        store=store,
         templates=templates(),
+        bias=BiasReader(store, bucket=settings.artifacts_bucket),
     )
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ class Bar:
     """One bar of the trace waterfall."""
 
     label: str
+    service: str
     x: float
     y: float
     width: float
@@ -35,6 +36,7 @@ def waterfall_bars(spans: list[Span], *, width: float = WIDTH - 220) -> list[Bar
     return [
         Bar(
             label=f"{span.service}: {span.name}"[:40],
+            service=span.service,
             x=220 + span.start_ms / total * width,
             y=i * ROW,
             width=max(span.duration_ms / total * width, 1.0),

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from services.console.timeline import Timeline
 from shared.events import EVENT_BY_TOPIC
+from shared.messaging import client_options
 from shared.settings import Settings
 
 log = logging.getLogger("conveyor.console")
@@ -65,6 +66,7 @@ class Feed:
             enable_auto_commit=False,
             fetch_max_bytes=self._settings.kafka_max_message_bytes * 2,
             max_partition_fetch_bytes=self._settings.kafka_max_message_bytes,
+            **client_options(self._settings),  # its own principal when Kafka requires SASL
         )
         await consumer.start()
         await consumer._client.force_metadata_update()

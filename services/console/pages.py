@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote
 from uuid import UUID
@@ -21,7 +21,9 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from services.console import traces, views
+from services.console.bias import BiasReader
 from services.console.feed import Changes
+from services.console.figures import Readings
 from services.console.guard import COOKIE_FLAGS, SESSION_COOKIE, TOKEN_COOKIE, Guard, Refused
 from services.console.timeline import Timeline
 from shared.clients.deploy import DeployClient
@@ -46,6 +48,7 @@ PAGE_POLICY = (
 )
 REPORT_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _KEEPALIVE_S = 15.0
+RELEASE_ACTIONS = ("pause", "resume", "promote", "abort")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Ports:
     deploy: DeployClient
     store: ArtifactStore
     templates: Jinja2Templates
+    bias: BiasReader
+    readings: Readings = field(default_factory=Readings)
 
 
 def routes(ports: Ports) -> list[Route]:
@@ -86,16 +91,16 @@ def routes(ports: Ports) -> list[Route]:
 
     async def arrival(request: Request) -> Response:
         found = _arrival(p, request)
-        spans, error = await asyncio.to_thread(_trace, p.settings, found.trace_id)
+        trace = await asyncio.to_thread(traces.arrival_trace, p.settings, found.trace_id)
         steps = views.arrival_steps(found)
-        bars = views.trace_bars(spans)
-        return render(p, request, "arrival.html", arrival=found, steps=steps, bars=bars, trace_error=error)
+        bars = views.trace_bars(trace.spans)
+        return render(p, request, "arrival.html", arrival=found, steps=steps, trace=trace, bars=bars)
 
     async def arrival_trace(request: Request) -> Response:
         found = _arrival(p, request)
-        spans, error = await asyncio.to_thread(_trace, p.settings, found.trace_id)
+        trace = await asyncio.to_thread(traces.arrival_trace, p.settings, found.trace_id)
         return render(
-            p, request, "_trace.html", arrival=found, bars=views.trace_bars(spans), trace_error=error
+            p, request, "_trace.html", arrival=found, trace=trace, bars=views.trace_bars(trace.spans)
         )
 
     async def arrival_graph(request: Request) -> Response:
@@ -108,24 +113,25 @@ def routes(ports: Ports) -> list[Route]:
         before = _int(request.query_params.get("before"))
         # The version to show is known before the list arrives when the events named it: ask for both at once.
         known = wanted or p.timeline.latest_version(pipeline)
-        if known is None:
-            try:
+        try:
+            if known is None:
                 listed, detail = await asyncio.to_thread(_group, p.registry, pipeline, None)
-            except ApiError as error:
-                # Arrivals the events show (a rejected dataset, a training still running) have a
-                # page before the registry has a group for them.
-                if error.status_code != 404 or pipeline not in p.timeline.pipelines:
-                    raise
-                listed, detail = [], None
-        else:
-            listed, detail = await asyncio.gather(
-                asyncio.to_thread(p.registry.versions, pipeline),
-                asyncio.to_thread(_version, p.registry, pipeline, known),
-            )
+            else:
+                listed, detail = await asyncio.gather(
+                    asyncio.to_thread(p.registry.versions, pipeline),
+                    asyncio.to_thread(_version, p.registry, pipeline, known),
+                )
+        except ApiError as error:
+            # Arrivals the events show (a rejected dataset, a training still running, versions a
+            # registry with other storage announced) have a page while this registry has no group.
+            if error.status_code != 404 or pipeline not in p.timeline.pipelines:
+                raise
+            listed, detail = [], None
+        bias, bias_note = await asyncio.to_thread(p.bias.of, detail) if detail else (None, None)
         view = views.group_view(
             p.timeline, pipeline=pipeline, versions=listed, selected=detail, before=before
         )
-        return render(p, request, "group.html", group=view)
+        return render(p, request, "group.html", group=view, bias=bias, bias_note=bias_note)
 
     async def decide(request: Request) -> Response:
         form = await _form(p, request)
@@ -141,11 +147,14 @@ def routes(ports: Ports) -> list[Route]:
 
     async def deployments(request: Request) -> Response:
         listed = await asyncio.to_thread(p.deploy.deployments)
-        figures = await asyncio.gather(
-            *(asyncio.to_thread(views.performance_of, d["endpoint_url"]) for d in listed)
-        )
-        shown = [views.deployment_view(p.timeline, d, f) for d, f in zip(listed, figures, strict=True)]
+        live = await asyncio.gather(*(asyncio.to_thread(views.live_view, p.readings, d) for d in listed))
+        shown = [views.deployment_view(p.timeline, one) for one in live]
         return render(p, request, "deployments.html", deployments=shown)
+
+    async def deployment_figures(request: Request) -> Response:
+        deployment = await asyncio.to_thread(p.deploy.deployment, request.path_params["pipeline"])
+        live = await asyncio.to_thread(views.live_view, p.readings, deployment)
+        return render(p, request, "_figures.html", live=live)
 
     async def rollback(request: Request) -> Response:
         await _form(p, request)
@@ -154,6 +163,18 @@ def routes(ports: Ports) -> list[Route]:
         p.guard.allowed(token, role="operator")
         done = await asyncio.to_thread(_rollback, p.settings, token, pipeline)
         return _back("/deployments", f"{pipeline} rolled back to version {done['version']}")
+
+    async def steer_release(request: Request) -> Response:
+        form = await _form(p, request)
+        pipeline, action = request.path_params["pipeline"], request.path_params["action"]
+        if action not in RELEASE_ACTIONS:
+            return _back("/deployments", f"unknown release action {action!r}")
+        token = request.cookies.get(TOKEN_COOKIE)
+        p.guard.allowed(token, role="operator")
+        reason = str(form.get("reason", ""))[:1000]
+        client = DeployClient(p.settings.deploy_base_url, token=token)
+        done = await asyncio.to_thread(client.release, pipeline, action, reason=reason)
+        return _back("/deployments", f"{pipeline}: release {action} ({', '.join(done['events'])})")
 
     async def dead_letters(request: Request) -> Response:
         topics = await dead_letter_topics(p.settings)
@@ -218,7 +239,9 @@ def routes(ports: Ports) -> list[Route]:
         Route("/groups/{pipeline}", group),
         Route("/groups/{pipeline}/versions/{version:int}/{action:str}", decide, methods=["POST"]),
         Route("/deployments", deployments),
+        Route("/deployments/{pipeline}/figures", deployment_figures),
         Route("/deployments/{pipeline}/rollback", rollback, methods=["POST"]),
+        Route("/deployments/{pipeline}/release/{action}", steer_release, methods=["POST"]),
         Route("/dead-letters", dead_letters),
         Route("/dead-letters/replay", replay_letters, methods=["POST"]),
         Route("/reports", report),
@@ -339,19 +362,6 @@ def _arrival(ports: Ports, request: Request) -> Any:
     if found is None:
         raise LookupError(f"no arrival {correlation_id} in the events read so far")
     return found
-
-
-def _trace(settings: Settings, trace_id: str | None) -> tuple[list[traces.Span], str | None]:
-    if trace_id is None:
-        return [], "this arrival carried no trace context"
-    try:
-        if settings.jaeger_query_base_url:
-            return traces.from_jaeger(settings.jaeger_query_base_url, trace_id), None
-        if settings.trace_file:
-            return traces.from_trace_file(settings.trace_file, trace_id), None
-    except Exception as error:  # the trace viewer is optional: the page shows the rest
-        return [], f"trace not available: {type(error).__name__}"
-    return [], "no trace viewer configured (CONVEYOR_JAEGER=1 with make up, or CONVEYOR_TRACE_FILE)"
 
 
 def _group(

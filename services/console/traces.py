@@ -13,6 +13,10 @@ from typing import Any
 
 import httpx
 
+from shared.settings import Settings
+
+JAEGER, TRACE_FILE = "Jaeger", "the trace file"
+
 
 @dataclass(frozen=True)
 class Span:
@@ -22,6 +26,36 @@ class Span:
     name: str
     start_ms: float
     duration_ms: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    """An arrival's spans, where they were read from, and why there are none when there are none."""
+
+    spans: list[Span]
+    source: str | None = None
+    error: str | None = None
+
+    @property
+    def services(self) -> list[str]:
+        """The services that recorded spans of the trace, by name."""
+        return sorted({span.service for span in self.spans})
+
+
+def arrival_trace(settings: Settings, trace_id: str | None) -> Trace:
+    """The trace from Jaeger when one is configured, else from the trace file; never raises."""
+    if trace_id is None:
+        return Trace([], error="this arrival carried no trace context")
+    try:
+        if settings.jaeger_query_base_url:
+            return Trace(from_jaeger(settings.jaeger_query_base_url, trace_id), JAEGER)
+        if settings.trace_file:
+            return Trace(from_trace_file(settings.trace_file, trace_id), TRACE_FILE)
+    except Exception as error:  # the trace viewer is optional: the page shows the rest
+        return Trace([], error=f"trace not available: {type(error).__name__}")
+    return Trace(
+        [], error="no trace viewer configured (CONVEYOR_JAEGER=1 with make up, or CONVEYOR_TRACE_FILE)"
+    )
 
 
 def waterfall(spans: list[Span]) -> list[Span]:

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from services.console.charts import Bar, PsiChart, psi_chart, waterfall_bars
+from services.console.figures import Feedback, LiveFigures, Readings, read_figures
 from services.console.timeline import STEPS, Arrival, Pipeline, Timeline
 from shared.clients.serving import PredictionClient, PredictionError
 from shared.events import DatasetRejected, DatasetValidated, ModelEvaluated, ModelRegistered
@@ -145,12 +146,36 @@ def group_view(
 
 
 @dataclass(frozen=True)
-class DeploymentView:
-    """One endpoint on the deployments page."""
+class LiveView:
+    """An endpoint's live part: one worker's own answer, and the whole endpoint's metrics."""
 
     deployment: dict[str, Any]
     performance: dict[str, Any] | None
     performance_error: str | None
+    figures: LiveFigures | None
+    figures_error: str | None
+
+    @property
+    def feedback(self) -> list[tuple[int, Feedback]]:
+        """Each version's feedback, the active version first, then the newest."""
+        active = self.deployment.get("active_version")
+        found = self.figures.feedback if self.figures else {}
+        return sorted(found.items(), key=lambda item: (item[0] != active, -item[0]))
+
+
+def live_view(readings: Readings, deployment: dict[str, Any]) -> LiveView:
+    """Read an endpoint's figures now (blocking: two HTTP calls)."""
+    performance, performance_error = performance_of(deployment["endpoint_url"])
+    figures, figures_error = read_figures(readings, deployment["endpoint_url"])
+    return LiveView(deployment, performance, performance_error, figures, figures_error)
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """One endpoint on the deployments page."""
+
+    deployment: dict[str, Any]
+    live: LiveView
     chart: PsiChart
     monitoring: list[tuple[datetime, str, str]]
 
@@ -166,10 +191,9 @@ def performance_of(endpoint_url: str) -> tuple[dict[str, Any] | None, str | None
         return None, f"unreachable: {type(error).__name__}"
 
 
-def deployment_view(
-    timeline: Timeline, deployment: dict[str, Any], performance: tuple[dict[str, Any] | None, str | None]
-) -> DeploymentView:
+def deployment_view(timeline: Timeline, live: LiveView) -> DeploymentView:
     """An endpoint with its figures and its pipeline's drift history."""
+    deployment = live.deployment
     pipeline = timeline.pipelines.get(deployment["pipeline"])
     points = list(pipeline.drift) if pipeline else []
     monitoring = [
@@ -180,7 +204,7 @@ def deployment_view(
         )
         for e in (pipeline.monitoring if pipeline else [])
     ]
-    return DeploymentView(deployment, performance[0], performance[1], psi_chart(points), monitoring[-20:])
+    return DeploymentView(deployment, live, psi_chart(points), monitoring[-20:])
 
 
 def registered_version(arrival: Arrival) -> int | None:

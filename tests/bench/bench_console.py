@@ -14,7 +14,6 @@ group's versions (the read the page is built on).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,7 +33,7 @@ from shared.events import (
 from shared.messaging import ensure_topics
 from shared.storage import ArtifactStore, minio_client
 from tests.bench.bench_registry import write_group
-from tests.bench.harness import SINGLE_THREADED, BenchContext, remove_bucket
+from tests.bench.harness import BenchContext, remove_bucket
 from tests.bench.load import median, percentile
 from tests.bench.report import Section, now
 from tests.integration.processes import ServiceProcess, free_port
@@ -133,14 +132,12 @@ async def _measure(
     context: BenchContext, section: Section, *, bucket: str, pipelines: list[str], big: str
 ) -> None:
     registry_port, console_port = free_port(), free_port()
-    env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
-    env.update(SINGLE_THREADED)
-    env.update(
+    env = context.service_env(
+        state_dir=context.scratch("console-state"),
         CONVEYOR_ARTIFACTS_BUCKET=bucket,
         CONVEYOR_REGISTRY_PORT=str(registry_port),
         CONVEYOR_CONSOLE_PORT=str(console_port),
         CONVEYOR_CONSUMER_GROUP_PREFIX=f"bench-con-{context.run_id}",
-        CONVEYOR_STATE_DIR=str(context.scratch("console-state")),
     )
     registry_url, console_url = f"http://127.0.0.1:{registry_port}", f"http://127.0.0.1:{console_port}"
     logs = context.scratch("logs")

@@ -85,7 +85,11 @@ class Browser:
                 if attempt == 2:
                     raise
                 time.sleep(0.5)
-        WebDriverWait(self.driver, timeout).until(expected_conditions.staleness_of(button))
+        # Mid-navigation, Chrome may answer a look at the old button with an inspector error rather
+        # than "stale": ask again until the answer is "stale".
+        WebDriverWait(self.driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+            expected_conditions.staleness_of(button)
+        )
         WebDriverWait(self.driver, timeout).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -20,7 +19,7 @@ from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore
 from tests.integration.kafka_tools import start_group_at_end
-from tests.integration.processes import ServiceProcess, free_port
+from tests.integration.processes import ServiceProcess, free_port, free_port_range
 
 SERVICES = ("registry", "ingest", "train", "evaluate", "deploy")
 TOKEN = "e2e-approver-token"
@@ -71,7 +70,7 @@ def service_env(stack_settings: Settings) -> dict[str, str]:
         CONVEYOR_REGISTRY_PORT=str(stack_settings.registry_port),
         CONVEYOR_DEPLOY_PORT=str(stack_settings.deploy_port),
         CONVEYOR_STATE_DIR=str(stack_settings.state_dir),
-        CONVEYOR_SERVING_PORT_BASE=str(random.randrange(30000, 40000, 20)),
+        CONVEYOR_SERVING_PORT_BASE=str(free_port_range(20, low=29000, high=32000)),
         CONVEYOR_SERVING_PORT_COUNT="20",
         # Admin: the console's tests approve, roll back and replay with the one token they sign in with.
         CONVEYOR_API_TOKENS=f'{{"{TOKEN}": {{"user": "e2e-admin", "role": "admin"}}}}',

@@ -8,18 +8,22 @@ JavaScript error.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.clients.deploy import DeployClient
 from shared.clients.events import publish_data_arrival
 from shared.clients.serving import PredictionClient
-from shared.events import DataArrived, DatasetRejected, ModelDeployed
+from shared.events import DataArrived, DatasetRejected, ModelDeployed, ModelEvaluated
 from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics
 from shared.messaging.dead_letter import DeadLetter, publish_dead_letter
 from shared.settings import Settings
@@ -77,6 +81,21 @@ def step_state(browser: Browser, step: str) -> str | None:
     return browser.find(f'#graph li[data-step="{step}"]').get_attribute("data-state")
 
 
+async def serve_with_feedback(endpoint_url: str, *, rows: pd.DataFrame) -> None:
+    """Predict each row, then send its true target back."""
+    with PredictionClient(endpoint_url) as client:
+        for _, row in rows.iterrows():
+            answer = client.predict(row.drop("target").to_dict())
+            client.feedback(answer.predictions[0].prediction_id, int(row["target"]))
+
+
+def measured_rate(browser: Browser, section: str) -> float | None:
+    """The request rate the deployments page shows, once it has two readings to measure between."""
+    browser.visit("/deployments")
+    found = re.match(r"([0-9.]+) requests/s", browser.find(f"{section} .request-rate").text)
+    return float(found.group(1)) if found else None
+
+
 async def wait_deployed(stack: Stack, correlation_id: uuid.UUID) -> ModelDeployed:
     deployed = await stack.watcher.wait_for(ModelDeployed, correlation_id=correlation_id, timeout=240)
     assert isinstance(deployed, ModelDeployed)
@@ -125,8 +144,17 @@ async def test_an_arrival_graph_fills_in_live_then_a_rollback_by_click(
     assert second.version == 2
     await wait_deployed(stack, second.correlation_id)
     section = f'section[data-pipeline="{pipeline_name}"]'
-    browser.visit("/deployments")
+    browser.visit("/deployments")  # the console's first reading of the endpoint's metrics
     assert browser.find(f"{section} .active-version").text == "2"
+    await serve_with_feedback(deployed.endpoint_url, rows=breast_cancer().head(20))
+    rate = await until(lambda: measured_rate(browser, section), timeout=30, what="a request rate")
+    assert rate > 0
+    p50, p99 = (float(browser.find(f"{section} .{q}").text) for q in ("p50", "p99"))
+    assert 0 < p50 <= p99, (p50, p99)
+    feedback = browser.find(f'{section} .version-feedback[data-version="2"]').text
+    assert feedback.startswith("v2: ") and feedback.endswith("(20 feedback)"), feedback
+    live = httpx.get(f"{console}/deployments/{pipeline_name}/figures").text  # what the page polls
+    assert re.search(r'class="request-rate">[0-9.]+ requests/s', live) and 'class="p99"' in live
     browser.submit(f"{section} button.rollback")  # not signed in yet
     assert browser.find("#error-title").text == "401 Sign-in needed"
     assert "approver token" in browser.find("#error-message").text
@@ -146,14 +174,28 @@ async def test_an_arrival_graph_fills_in_live_then_a_rollback_by_click(
 async def test_a_manual_version_approved_by_click_is_served(
     stack: Stack, console: str, browser: Browser, pipeline_name: str
 ) -> None:
-    apply(stack, pipeline_name, approval="manual")
-    registered = await arrive(stack, pipeline_name, breast_cancer())
+    spec = apply(stack, pipeline_name, approval="manual")
+    stack.specs.apply(spec.model_copy(update={"sensitive_attribute": "cohort"}))
+    frame = breast_cancer()
+    registered = await arrive(
+        stack, pipeline_name, frame.assign(cohort=np.where(frame.index % 2, "odd", "even"))
+    )
     assert registered.status == "PendingManualApproval"
     browser.visit("/")
     if browser.all("#logout"):  # signed in by an earlier test: this one starts signed out
         browser.submit("#logout")
     browser.visit(f"/groups/{pipeline_name}")
     assert browser.find(".status").text == "PendingManualApproval"
+    [evaluated] = stack.watcher.events(ModelEvaluated, correlation_id=registered.correlation_id)
+    assert isinstance(evaluated, ModelEvaluated) and evaluated.report is not None
+    report = json.loads(stack.store.get_verified(stack.store.locate(evaluated.report.uri)))["scores"]
+    for group in ("even", "odd"):
+        shown = browser.find(f'#bias tr[data-group="{group}"] td[data-metric="accuracy"]').text
+        assert shown == f"{report['by_group'][group]['metrics']['accuracy']:.4f}", group
+    assert (
+        browser.find('#bias tr.gap td[data-metric="accuracy"]').text
+        == f"{report['group_gaps']['accuracy']:.4f}"
+    )
     browser.submit("#approve")
     assert browser.find("#error-title").text == "401 Sign-in needed"
     browser.visit(f"/groups/{pipeline_name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from pydantic import SecretStr
 
 from services.console.app import HERE, templates
 from services.console.guard import Guard, Refused
-from services.console.pages import _local
+from services.console.pages import RELEASE_ACTIONS, _local
 from services.console.timeline import Timeline
 from services.console.views import arrival_steps, pipeline_rows
-from shared.events import DataArrived
+from services.deploy.records import ReleaseState
+from shared.events import DataArrived, ReleaseWindow, VersionFigures
+from shared.release import ReleaseSpec
 
 TOKENS = SecretStr('{"good": {"user": "ann", "role": "approver"}, "look": {"user": "bob", "role": "reader"}}')
 
@@ -86,3 +89,38 @@ def test_the_vendored_htmx_is_the_pinned_npm_file_with_its_licence() -> None:
     assert hashlib.sha256((vendor / "htmx.min.js").read_bytes()).hexdigest() == recorded.group(1)
     assert "Zero-Clause BSD" in (vendor / "htmx.LICENSE").read_text()
     assert Path(vendor / "htmx.min.js").read_text().count("2.0.11") >= 1
+
+
+def test_a_release_shows_its_windows_and_actions_with_breaches_as_text() -> None:
+    breach = "server errors: 6 of 60 <b>requests</b>"
+    window = ReleaseWindow(
+        step=1,
+        share=10.0,
+        seconds=60.0,
+        candidate=VersionFigures(version=2, requests=60, errors=6, error_rate=0.1, p99_ms=9.5, accuracy=0.5),
+        baseline=VersionFigures(version=1, requests=540, errors=0, error_rate=0.0, p99_ms=8.0, accuracy=0.96),
+        prediction_psi=0.01,
+        breaches=[breach],
+    )
+    state = ReleaseState(
+        version=2,
+        baseline=1,
+        strategy="canary",
+        spec=ReleaseSpec(strategy="canary"),
+        approval_event_id=uuid.uuid4(),
+        windows=[window],
+    )
+    deployment = {"pipeline": "churn", "release": state.model_dump(mode="json")}
+    html = templates().env.get_template("_release.html").render(d=deployment, csrf="c")
+    assert "canary of v2 beside v1 · window 1 · running" in html
+    assert "60 / 540" in html and "6 / 0" in html and "0.5 / 0.96" in html
+    assert "<b>" not in html and "&lt;b&gt;requests&lt;/b&gt;" in html
+    for action in RELEASE_ACTIONS:
+        assert f'action="/deployments/churn/release/{action}"' in html
+    assert (
+        templates()
+        .env.get_template("_release.html")
+        .render(d={"pipeline": "churn", "release": None}, csrf="c")
+        .strip()
+        == ""
+    )
