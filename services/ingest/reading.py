@@ -64,12 +64,17 @@ def decode(source: Callable[[], Source], *, fmt: Format) -> pd.DataFrame:
     """The frame in the file that ``source()`` opens (called again for pandas' second reading)."""
     try:
         if fmt == "parquet":
-            return pq.read_table(_file(source())).to_pandas(split_blocks=True, self_destruct=True)
-        return _csv(source)
+            frame = pq.read_table(_file(source())).to_pandas(split_blocks=True, self_destruct=True)
+        else:
+            frame = _csv(source)
     except pd.errors.EmptyDataError as error:
         raise DatasetReadError(f"the {fmt} file has no columns: {str(error)[:500]}") from None
     except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as error:
         raise DatasetReadError(f"the {fmt} file cannot be parsed: {str(error)[:500]}") from None
+    # Arrow's allocator keeps what the decoded table (now the frame's) no longer needs; give it
+    # back, or the process holds the file's decoding beside everything that follows.
+    pa.default_memory_pool().release_unused()
+    return frame
 
 
 def _csv(source: Callable[[], Source]) -> pd.DataFrame:

@@ -16,7 +16,9 @@ from shared.pipeline_spec import PipelineSpec
 
 def split_dataset(frame: pd.DataFrame, *, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the labelled rows into (train, test) at ``spec.validation.test_fraction``."""
-    labelled = frame[frame[spec.target].notna()].reset_index(drop=True)
+    labels = frame[spec.target].notna()
+    # Every row labelled (the usual case): the frame itself, not a copy of it.
+    labelled = frame.reset_index(drop=True) if labels.all() else frame[labels].reset_index(drop=True)
     if len(labelled) < 2:
         raise ValueError(f"{len(labelled)} labelled rows cannot be split into train and test")
     rank = _row_rank(labelled, seed=spec.seed)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from services.train.fitting import build_pipeline, fit_with_search
-from shared.pipeline_spec import FeatureSet, PipelineSpec
+from services.train.fitting import IN_PROCESS_ROW_FITS, build_pipeline, fit_with_search, search_jobs
+from shared.pipeline_spec import FeatureSet, PipelineSpec, SearchSpec
 
 
 @cache
@@ -164,3 +164,12 @@ def test_pinned_features_are_used() -> None:
     result = fit_with_search(spec, diabetes(), features=features)
     assert list(result.pipeline.feature_names_in_) == ["bmi", "bp", "s5"]
     assert result.cv_score > 0.3
+
+
+def test_a_small_search_stays_in_process_and_a_large_one_gets_the_jobs() -> None:
+    grid = SearchSpec(kind="grid", space={"C": [0.1, 1.0, 10.0]}, folds=5)
+    assert search_jobs(grid, rows=455, n_jobs=2) == 1  # the demo: 15 fits on 455 rows
+    assert search_jobs(grid, rows=500_000, n_jobs=2) == 2
+    assert search_jobs(grid, rows=-(-IN_PROCESS_ROW_FITS // 15), n_jobs=4) == 4
+    sampled = SearchSpec(kind="random", space={"C": [0.1, 1.0, 10.0], "tol": [1e-4, 1e-3]}, n_iter=2, folds=3)
+    assert search_jobs(sampled, rows=IN_PROCESS_ROW_FITS // 6 - 1, n_jobs=2) == 1
