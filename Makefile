@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+SPARK_INSTALLED := $(VENV)/.spark-installed
 
 .PHONY: install up down status demo test test-unit test-integration test-faults bench lint schemas browser test-traces test-cluster
 
@@ -15,6 +16,12 @@ $(INSTALLED): pyproject.toml
 	@touch $(INSTALLED)
 
 install: $(INSTALLED) ## Python environment with the project and its dev tools
+
+# The Spark extra (pyspark, with Spark's jars), only for the cluster suite's batch jobs on Spark.
+$(SPARK_INSTALLED): $(INSTALLED)
+	@$(PYTHON) infra/steps.py "pyspark (the cluster suite's Spark)" --log $(VENV)/install.log -- sh -c \
+		'$(BIN)/pip install -e ".[dev,spark]"'
+	@touch $(SPARK_INSTALLED)
 
 up: $(INSTALLED) ## start Kafka and MinIO (built or fetched once, cached under ~/.cache/conveyor)
 	$(BIN)/python -m infra up
@@ -41,7 +48,7 @@ test-traces: ## opt-in: Jaeger built from its Go module, and one arrival's trace
 	CONVEYOR_JAEGER=1 $(MAKE) up
 	CONVEYOR_JAEGER=1 $(BIN)/pytest tests/traces
 
-test-cluster: up ## opt-in cluster suite: three Kafka brokers, two registry replicas, killed mid-burst
+test-cluster: up $(SPARK_INSTALLED) ## opt-in cluster suite: three Kafka brokers, two registry replicas, killed mid-burst; Spark
 	$(BIN)/pytest tests/cluster
 
 bench: up ## benchmarks with ratios against baselines measured in the same run (not part of make test)

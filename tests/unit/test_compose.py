@@ -34,6 +34,7 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
 SERVICES = ("ingest", "train", "evaluate", "registry", "deploy", "console")
+MINIO_USERS = "minio-users"  # the one-shot step that makes the buckets and each service's MinIO user
 ENV_PREFIX = "CONVEYOR_"
 OTLP_GRPC_PORT, OTLP_HTTP_PORT = 4317, 4318
 JAEGER_QUERY_PORT = 16686
@@ -244,30 +245,14 @@ def _shell_words(text: str) -> list[str]:
     return list(lexer)
 
 
-def _mc_invocations(service: dict[str, Any]) -> list[list[str]]:
-    """Every `mc ...` command line the bucket-init container runs (mc is its default entrypoint)."""
-    entrypoint = _words(service.get("entrypoint")) or ["mc"]
-    words = _shell_words(_interpolate(" ".join(entrypoint + _words(service.get("command")))))
-    invocations: list[list[str]] = []
-    current: list[str] | None = None
-    for word in words:
-        if word in SHELL_OPERATORS:
-            current = None
-        elif current is not None:
-            current.append(word)
-        elif word == "mc" or word.endswith("/mc"):
-            current = []
-            invocations.append(current)
-    return invocations
-
-
 # --- 1. commands and entry points -----------------------------------------------------------------
 
 
 def test_the_conveyor_services_are_the_ones_built_from_the_dockerfile(compose: dict[str, Any]) -> None:
     built = {name for name, service in compose["services"].items() if "build" in service}
-    assert built == set(SERVICES), (
-        f"services built from this repository: {sorted(built)}; expected exactly {sorted(SERVICES)}"
+    assert built == {*SERVICES, MINIO_USERS}, (
+        f"services built from this repository: {sorted(built)}; expected exactly {sorted(SERVICES)} "
+        f"and {MINIO_USERS}"
     )
     for name in SERVICES:
         build = _service(compose, name)["build"]
@@ -312,7 +297,7 @@ def test_service_environment_names_only_real_settings(compose: dict[str, Any], n
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_reaches_the_infrastructure_by_service_name(compose: dict[str, Any], name: str) -> None:
     env = _environment(_service(compose, name))
-    kafka, minio = _service(compose, "kafka"), _service(compose, _by_image(compose, "minio/minio"))
+    kafka = _service(compose, "kafka")
     advertised = set(_listener_map(_environment(kafka).get("KAFKA_ADVERTISED_LISTENERS") or "").values())
     bootstrap = (env.get("CONVEYOR_KAFKA_BOOTSTRAP_SERVERS") or "").split(",")
     for address in bootstrap:
@@ -325,14 +310,6 @@ def test_service_reaches_the_infrastructure_by_service_name(compose: dict[str, A
     assert endpoint == (minio_name, MINIO_API_PORT), (
         f"{name}: CONVEYOR_MINIO_ENDPOINT is {endpoint}, expected {minio_name}:{MINIO_API_PORT}"
     )
-    minio_env = _environment(minio)
-    for setting, root in [
-        ("CONVEYOR_MINIO_ACCESS_KEY", "MINIO_ROOT_USER"),
-        ("CONVEYOR_MINIO_SECRET_KEY", "MINIO_ROOT_PASSWORD"),
-    ]:
-        assert env.get(setting) is not None and env.get(setting) == minio_env.get(root), (
-            f"{name}: {setting}={env.get(setting)!r} differs from MinIO's {root}={minio_env.get(root)!r}"
-        )
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -453,34 +430,59 @@ def test_service_waits_for_healthy_infrastructure_and_buckets(compose: dict[str,
     expected = {
         "kafka": "service_healthy",
         _by_image(compose, "minio/minio"): "service_healthy",
-        _by_image(compose, "minio/mc"): "service_completed_successfully",
+        MINIO_USERS: "service_completed_successfully",
     }
     deps = _depends_on(_service(compose, name))
     wrong = {dep: deps.get(dep) for dep, condition in expected.items() if deps.get(dep) != condition}
     assert not wrong, f"{name}: depends_on {wrong}, expected {expected}"
 
 
-def test_bucket_init_creates_exactly_the_settings_buckets(compose: dict[str, Any]) -> None:
-    name = _by_image(compose, "minio/mc")
-    service = _service(compose, name)
-    minio_name = _by_image(compose, "minio/minio")
-    assert _depends_on(service).get(minio_name) == "service_healthy", f"{name} must wait for MinIO"
-    invocations = _mc_invocations(service)
-    aliases = {args[2]: urlsplit(args[3]) for args in invocations if args[:2] == ["alias", "set"]}
-    created: list[str] = []
-    for args in (args[1:] for args in invocations if args[:1] == ["mb"]):
-        assert "--ignore-existing" in args or "-p" in args, f"{name}: `mc mb {args}` fails on restart"
-        for target in (arg for arg in args if not arg.startswith("-")):
-            alias, _, bucket = target.partition("/")
-            url = aliases.get(alias)
-            assert url is not None and (url.hostname, url.port) == (minio_name, MINIO_API_PORT), (
-                f"{name}: alias {alias!r} does not point at {minio_name}:{MINIO_API_PORT}"
+def test_the_minio_users_step_makes_every_services_user_with_the_root_keys(compose: dict[str, Any]) -> None:
+    from infra.minio_users import environment_names
+    from shared.access import WRITES
+
+    service = _service(compose, MINIO_USERS)
+    assert _words(service.get("command")) == ["python", "-m", "infra", "minio-users"]
+    assert _depends_on(service).get(_by_image(compose, "minio/minio")) == "service_healthy"
+    env = _environment(service)
+    assert _host_port(_interpolate(env["CONVEYOR_MINIO_ENDPOINT"])) == ("minio", MINIO_API_PORT)
+    minio_env = _environment(_service(compose, _by_image(compose, "minio/minio")))
+    for setting, root in [
+        ("CONVEYOR_MINIO_ACCESS_KEY", "MINIO_ROOT_USER"),
+        ("CONVEYOR_MINIO_SECRET_KEY", "MINIO_ROOT_PASSWORD"),
+    ]:
+        assert env.get(setting) is not None and env.get(setting) == minio_env.get(root), (
+            f"{MINIO_USERS}: {setting}={env.get(setting)!r}, MinIO: {root}={minio_env.get(root)!r}"
+        )
+    for name in WRITES:
+        for variable in environment_names(name):
+            assert env.get(variable) == f"${{{variable}:?set {variable} (see the top of this file)}}", (
+                f"{MINIO_USERS}: {variable} is not required from the environment"
             )
-            created.append(bucket.strip("/"))
-    settings_buckets = [Settings.model_fields[f].default for f in ("landing_bucket", "artifacts_bucket")]
-    assert sorted(created) == sorted(settings_buckets), (
-        f"{name} creates {sorted(created)}; the settings name {sorted(settings_buckets)}"
-    )
+    assert service.get("restart") == "no", "a one-shot step must not restart"
+
+
+def test_the_minio_users_command_exists_and_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.__main__ import main
+
+    for name in [name for name in os.environ if name.startswith("CONVEYOR_MINIO_")]:
+        monkeypatch.delenv(name)
+    assert main(["minio-users"]) == 1
+    assert "set CONVEYOR_MINIO_INGEST_ACCESS_KEY, CONVEYOR_MINIO_INGEST_SECRET_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_runs_with_its_own_minio_user_not_the_root_keys(
+    compose: dict[str, Any], name: str
+) -> None:
+    from infra.minio_users import environment_names
+
+    env = _environment(_service(compose, name))
+    access, secret = environment_names(name)
+    assert env["CONVEYOR_MINIO_ACCESS_KEY"] == f"${{{access}:?set {access} (see the top of this file)}}"
+    assert env["CONVEYOR_MINIO_SECRET_KEY"] == f"${{{secret}:?set {secret} (see the top of this file)}}"
 
 
 # --- 4. traces ------------------------------------------------------------------------------------
@@ -582,7 +584,12 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
 
 # --- 6. secrets: required, never shipped -----------------------------------------------------------
 
-SECRET_VARIABLES = ("CONVEYOR_MINIO_ACCESS_KEY", "CONVEYOR_MINIO_SECRET_KEY", "CONVEYOR_API_TOKENS")
+SECRET_VARIABLES = (
+    "CONVEYOR_MINIO_ACCESS_KEY",
+    "CONVEYOR_MINIO_SECRET_KEY",
+    "CONVEYOR_API_TOKENS",
+    *(f"CONVEYOR_MINIO_{name.upper()}_{half}_KEY" for name in SERVICES for half in ("ACCESS", "SECRET")),
+)
 _REQUIRED = re.compile(r"^\$\{(\w+):\?[^}]+\}$")
 
 
@@ -621,6 +628,19 @@ def test_the_http_services_get_the_api_tokens(compose: dict[str, Any], name: str
     )
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_names_its_own_kafka_principal_with_sasl_off_by_default(
+    compose: dict[str, Any], name: str
+) -> None:
+    from shared.messaging.acls import SERVICES as PRINCIPALS
+
+    env = _environment(_service(compose, name))
+    assert name in PRINCIPALS and env["CONVEYOR_KAFKA_SASL_USERNAME"] == name
+    # Its own variable, no working default: with SASL on and none set, the service says so and stops.
+    assert env["CONVEYOR_KAFKA_SASL_PASSWORD"] == f"${{CONVEYOR_KAFKA_{name.upper()}_PASSWORD:-}}"
+    assert Settings(kafka_sasl=_interpolate(env["CONVEYOR_KAFKA_SASL"])).kafka_sasl is False
+
+
 # --- 7. the real parser ---------------------------------------------------------------------------
 
 # What a user puts in .env (`conveyor token --env`); compose refuses the file without them.
@@ -628,6 +648,11 @@ TEST_SECRETS = {
     "CONVEYOR_MINIO_ACCESS_KEY": "compose-test",
     "CONVEYOR_MINIO_SECRET_KEY": "compose-test-secret",
     "CONVEYOR_API_TOKENS": '{"t": {"user": "u", "role": "admin"}}',
+    **{
+        name: f"compose-test-{name.lower()}"
+        for name in SECRET_VARIABLES
+        if name.startswith("CONVEYOR_MINIO_")
+    },
 }
 
 

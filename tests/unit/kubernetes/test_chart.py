@@ -72,6 +72,21 @@ def test_settings_come_from_the_configmap_and_secrets_by_reference(objects: list
                 assert "secretKeyRef" in variable["valueFrom"], variable
 
 
+def test_a_service_given_its_own_minio_user_reads_its_keys_from_its_own_secret(tmp_path: Path) -> None:
+    values = tmp_path / "own-users.yaml"
+    values.write_text("services:\n  ingest:\n    minioCredentialsSecret: conveyor-minio-ingest\n")
+    text = helm.render(Settings(), values=[values])
+    deployments = _of([doc for doc in yaml.safe_load_all(text) if doc], "Deployment")
+    for name, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        secrets = {
+            v["valueFrom"]["secretKeyRef"]["name"]
+            for v in container["env"]
+            if v["name"].startswith("CONVEYOR_MINIO_")
+        }
+        assert secrets == {"conveyor-minio-ingest" if name == "ingest" else "conveyor-minio"}, name
+
+
 def test_http_services_are_probed_on_their_health_routes(objects: list[dict[str, Any]]) -> None:
     deployments = _of(objects, "Deployment")
     for name, port in HTTP.items():
