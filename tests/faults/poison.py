@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from services.deploy import handlers as deploy_handlers
@@ -30,8 +31,16 @@ from shared.events import (
     ModelRegistered,
     ModelTrained,
     PredictionsCaptured,
+    ReleasePaused,
+    ReleasePromoted,
+    ReleaseResumed,
+    ReleaseRolledBack,
+    ReleaseStarted,
+    ReleaseStepChecked,
+    ReleaseWindow,
     RetrainRequested,
     ServableVersion,
+    VersionFigures,
 )
 from tests.faults.burst import DRIFT_WINDOW, feature_row
 
@@ -124,10 +133,16 @@ def fresh(event: Event, **changes: Any) -> Event:
 
 @dataclass(frozen=True)
 class FollowUp:
-    """A valid event sent after the poison, and the output that shows it was processed (None: no event)."""
+    """A valid event sent after the poison, and what shows it was processed.
+
+    ``output`` is the event that follows it; with none, the registry's route ``recorded`` (its
+    history of deployments, or of release steps) lists the follow-up's environment.
+    """
 
     event: Event
     output: type[Event] | None
+    recorded: str = "history"
+    transition: str | None = None  # a release step's name in the registry's release history
 
 
 def follow_up(
@@ -164,9 +179,37 @@ def follow_up(
             PredictionsCaptured.first(**start, version=deployed.version, predictions=_captures()),
             DriftChecked,
         ),
+        # The registry answers each step of a release with no event: its release history shows it.
+        **{kind: partial(_release_step, kind, start, deployed, environment) for kind in RELEASE_STEPS},
     }
     assert event_type in builders, f"no valid follow-up for {event_type.__name__}: add one to poison.py"
     return builders[event_type]()
+
+
+# Each release step, the transition the registry's release history calls it, and its own fields.
+RELEASE_STEPS: dict[type[Event], tuple[str, dict[str, Any]]] = {
+    ReleaseStarted: ("started", {"shares": [10.0]}),
+    ReleaseStepChecked: ("step_checked", {"passed": True}),
+    ReleasePaused: ("paused", {"by": "faults"}),
+    ReleaseResumed: ("resumed", {"by": "faults", "step": 1}),
+    ReleasePromoted: ("promoted", {"by": "faults", "windows_passed": 1}),
+    ReleaseRolledBack: ("rolled_back", {"by": "faults", "reason": "after poison"}),
+}
+
+
+def _release_step(
+    kind: type[Event], start: dict[str, Any], deployed: ModelDeployed, environment: str
+) -> FollowUp:
+    """A step of a canary of the served version in ``environment``, which the registry journals."""
+    transition, own = RELEASE_STEPS[kind]
+    fields = dict(own)
+    if kind is ReleaseStepChecked:
+        figures = VersionFigures(version=deployed.version, requests=50, errors=0)
+        window = ReleaseWindow(step=1, share=10.0, seconds=60.0, candidate=figures, baseline=figures)
+        fields["window"] = window
+    common = {"version": deployed.version, "baseline_version": deployed.version, "strategy": "canary"}
+    event = kind.first(**start, **common, environment=environment, **fields)
+    return FollowUp(event, None, recorded="releases", transition=transition)
 
 
 def promoted(approved: Event, start: dict[str, Any]) -> ModelPromoted:

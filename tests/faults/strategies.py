@@ -85,10 +85,10 @@ def _scalar(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
         return st.booleans()
     if annotation is int:
         low = _bound(metadata, "ge", default=-MAX_INT)
-        return st.integers(min_value=low, max_value=MAX_INT)
+        return st.integers(min_value=low, max_value=_bound(metadata, "le", default=MAX_INT))
     if annotation is float:
-        low = _bound(metadata, "ge", default=None)
-        return st.floats(min_value=low, allow_nan=False, allow_infinity=False)
+        low, high = _bound(metadata, "ge", default=None), _bound(metadata, "le", default=None)
+        return st.floats(min_value=low, max_value=high, allow_nan=False, allow_infinity=False)
     if annotation is str:
         return _text(metadata)
     raise NotImplementedError(f"no strategy for {annotation!r}: teach tests/faults/strategies.py")

@@ -29,7 +29,8 @@ CONSUMED = consumed_by_service()
 
 def test_every_service_consumes_something() -> None:
     assert all(CONSUMED.values()), CONSUMED
-    assert len({t for types in CONSUMED.values() for t in types}) == 10, CONSUMED
+    # Ten lifecycle events, and the six steps of a release that the registry journals.
+    assert len({t for types in CONSUMED.values() for t in types}) == 16, CONSUMED
 
 
 async def test_poison_is_dead_lettered_and_the_next_valid_event_is_processed(
@@ -58,7 +59,10 @@ async def test_poison_is_dead_lettered_and_the_next_valid_event_is_processed(
     dead_lettered_in = time.monotonic() - started
     for _, valid in sent.values():
         if valid.output is None:
-            await wait_for_history(stack, served.pipeline, environment, timeout=120)
+            route, transition = valid.recorded, valid.transition
+            await wait_for_history(
+                stack, served.pipeline, environment, route=route, transition=transition, timeout=120
+            )
         else:
             await stack.watcher.wait_for(valid.output, correlation_id=valid.event.correlation_id, timeout=180)
     processed_in = time.monotonic() - started
@@ -102,15 +106,19 @@ async def wait_for_letters(
         assert headers["source-topic"] == event_type.topic and records[0].key == poison.key, headers
 
 
-async def wait_for_history(stack: Stack, pipeline: str, environment: str, *, timeout: float) -> None:
-    """The registry recorded the follow-up ModelDeployed (its history shows the new environment)."""
+async def wait_for_history(
+    stack: Stack, pipeline: str, environment: str, *, route: str, transition: str | None, timeout: float
+) -> None:
+    """The registry recorded the follow-up: its ``history`` or ``releases`` shows the new environment
+    (and, for a release step, that step)."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(base_url=stack.settings.registry_base_url, timeout=10) as client:
         while True:
-            response = await client.get(f"/v1/groups/{pipeline}/history", params={"environment": environment})
-            if response.status_code == 200 and response.json():
+            response = await client.get(f"/v1/groups/{pipeline}/{route}", params={"environment": environment})
+            found = response.json() if response.status_code == 200 else []
+            if found and (transition is None or any(r["transition"] == transition for r in found)):
                 return
-            assert time.monotonic() < deadline, f"registry never recorded {pipeline} in {environment}"
+            assert time.monotonic() < deadline, f"no {route} of {pipeline} in {environment} recorded"
             await asyncio.sleep(0.2)
 
 

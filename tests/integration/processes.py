@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.deploy.workers import port_in_use
+from services.deploy.workers import can_listen
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED_MESSAGE = "FastStream app started successfully"
@@ -103,19 +102,32 @@ class ServiceProcess:
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port a server can bind right now, below the ephemeral range (see ``free_port_range``)."""
+    return free_port_range(1, low=10000, high=21000)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+_EPHEMERAL_PORTS_LOW = _ephemeral_low()
 
 
 def free_port_range(count: int, *, low: int, high: int) -> int:
     """The first of ``count`` consecutive loopback ports nothing listens on, somewhere in [low, high).
 
     Picked at random, so that test sessions and benchmarks running side by side rarely collide.
+    The range must lie below the kernel's ephemeral ports: a client connection's local port taken
+    from there between the pick and the bind fails the bind (EADDRINUSE).
     """
+    ephemeral_low = _EPHEMERAL_PORTS_LOW
+    if high > ephemeral_low:
+        raise ValueError(f"ports up to {high} overlap the ephemeral range from {ephemeral_low}")
     for _ in range(50):
         base = random.randrange(low, high - count, count)
-        if not any(port_in_use("127.0.0.1", port) for port in range(base, base + count)):
+        if all(can_listen("127.0.0.1", port) for port in range(base, base + count)):
             return base
     raise RuntimeError(f"no {count} free ports in a row between {low} and {high}")

@@ -1,11 +1,13 @@
 """One arrival's trace, read back from a real Jaeger: spans of the sdk and of every service.
 
-Opt-in (``make test-traces``): Jaeger is built from its Go module on first use.
+Opt-in (``make test-traces``): Jaeger is built from its Go module on first use. The console, given
+Jaeger and no trace file, draws the same trace on the arrival's page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -26,7 +28,7 @@ pytestmark = [
 EXPECTED = {f"conveyor-{name}" for name in ("sdk", "ingest", "train", "evaluate", "registry", "deploy")}
 
 
-async def test_one_arrival_is_one_trace_in_jaeger(stack: Stack, pipeline_name: str) -> None:
+async def test_one_arrival_is_one_trace_in_jaeger(stack: Stack, console: str, pipeline_name: str) -> None:
     settings = stack.settings
     assert settings.jaeger_query_base_url is not None
     apply(stack, pipeline_name, approval="auto")
@@ -51,6 +53,29 @@ async def test_one_arrival_is_one_trace_in_jaeger(stack: Stack, pipeline_name: s
             answer = await jaeger.get(f"/api/traces/{trace_id}")
             if answer.status_code == 200:
                 for trace in answer.json().get("data") or []:
+                    assert trace["traceID"] == trace_id
                     services |= {p["serviceName"] for p in trace["processes"].values()}
             await asyncio.sleep(1)
     assert services >= EXPECTED, f"Jaeger holds spans of {sorted(services)} for trace {trace_id}"
+
+    async with httpx.AsyncClient(base_url=console, timeout=10) as browser:
+        page = await browser.get(f"/arrivals/{arrival.correlation_id}")
+        while page.status_code == 404 and time.monotonic() < deadline:  # the console reads as it goes
+            await asyncio.sleep(0.5)
+            page = await browser.get(f"/arrivals/{arrival.correlation_id}")
+        assert page.status_code == 200 and f"trace {trace_id}" in page.text
+        source = re.search(r'id="trace-source" data-source="([^"]+)"', page.text)
+        assert source is not None and source.group(1) == "Jaeger", page.text
+        drawn = set(re.findall(r'<g data-service="([^"]+)">', page.text))
+        assert drawn >= EXPECTED, f"the console draws spans of {sorted(drawn)}"
+
+
+def test_jaeger_takes_the_metrics_the_services_export_beside_their_spans() -> None:
+    # Each service's OTLP metric exporter posts here every interval; a refusal would be logged each time.
+    settings = Settings()
+    endpoint = settings.otlp_export_endpoint
+    assert endpoint is not None
+    answer = httpx.post(
+        f"{endpoint}/v1/metrics", content=b"", headers={"Content-Type": "application/x-protobuf"}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text

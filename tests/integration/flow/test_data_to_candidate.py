@@ -9,6 +9,7 @@ import uuid
 
 import pandas as pd
 import pytest
+from aiokafka import AIOKafkaProducer
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from shared.clients.events import EventWatcher, approved_models, publish_data_arrival
@@ -21,6 +22,7 @@ from shared.events import (
     ModelTrained,
     TrainingFailed,
 )
+from shared.messaging.publisher import encode
 from shared.pipeline_spec import PipelineSpec
 from shared.settings import Settings
 from shared.spec_store import SpecStore
@@ -266,7 +268,7 @@ async def test_one_data_arrival_is_one_trace_across_the_services(
 
 
 async def test_approved_models_can_be_followed_from_the_sdk(
-    flow_settings: Settings, services: dict[str, ServiceProcess], specs: SpecStore
+    flow_settings: Settings, services: dict[str, ServiceProcess], specs: SpecStore, producer: AIOKafkaProducer
 ) -> None:
     spec = apply(
         specs,
@@ -279,11 +281,28 @@ async def test_approved_models_can_be_followed_from_the_sdk(
         flow_settings, pipeline=spec.name, data=csv_bytes(breast_cancer()), filename="bc.csv"
     )
 
-    async def first_approval() -> ModelApproved:
+    async def approvals(count: int) -> list[ModelApproved]:
+        found: list[ModelApproved] = []
         async for approved in approved_models(flow_settings, pipeline=spec.name, from_beginning=True):
-            return approved
+            found.append(approved)
+            if len(found) == count:
+                return found
         raise AssertionError("the stream ended")
 
-    approved = await asyncio.wait_for(first_approval(), timeout=120)
+    [approved] = await asyncio.wait_for(approvals(1), timeout=120)
     assert approved.correlation_id == arrival.correlation_id
     assert approved.version == 1 and approved.lineage.spec_version == spec.version
+
+    # Behind it on the pipeline's partition: a record that is no approval, an unsigned approval and
+    # the genuine signature moved onto another version, then the genuine approval delivered again.
+    # A follower gets the genuine approval twice and nothing else.
+    forged = {**approved.model_dump(mode="json"), "event_id": str(uuid.uuid4())}
+    for value in (
+        b"{not json",
+        json.dumps({**forged, "signature": None}).encode(),
+        json.dumps({**forged, "version": 2}).encode(),
+        encode(approved),
+    ):
+        await producer.send_and_wait(approved.topic, value, key=approved.key)
+    followed = await asyncio.wait_for(approvals(2), timeout=60)
+    assert [a.event_id for a in followed] == [approved.event_id] * 2
