@@ -1,4 +1,4 @@
-"""``python -m tests.bench [BENCHMARK ...] [--quick] [--rows ...]``, BENCHMARK among those below.
+"""``python -m tests.bench [BENCHMARK ...] [--quick] [--rows ...]``, BENCHMARK among ``report.ORDER``.
 
 Threads are pinned before anything numeric is imported, here and in every process started.
 """
@@ -10,18 +10,7 @@ import asyncio
 import os
 import sys
 
-BENCHMARKS = (
-    "serving",
-    "throughput",
-    "bus",
-    "production",
-    "batch",
-    "registry",
-    "scale",
-    "console",
-    "onnx",
-    "scaling",
-)
+from tests.bench.report import ORDER as BENCHMARKS  # plain Python: nothing numeric is imported yet
 
 
 def main() -> int:

@@ -3,7 +3,9 @@
 The deploy service runs as a process with both models approved for batch jobs only (no endpoint).
 The clock runs from publishing the request to receiving BatchPredictionCompleted. The baseline is
 in-process scoring of the same frame, already in memory, producing what the job writes: class
-probabilities with one ``predict_proba`` and the label as their arg-max. The job's steps are also
+probabilities with one ``predict_proba`` and the label as their arg-max, called twice back to back
+per round (the first call after other work pays for fresh memory; the target is judged against
+the better call). The job's steps are also
 replayed here one by one (read, parse, feature frame, predict, output table and Parquet, write) to
 show where its time goes.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from services.deploy.batch_io import PREDICTION_COLUMN, input_batches, prediction_batch
-from services.deploy.serving.predict import features_frame, predict_frame
+from services.deploy.compile import choose_runtime
+from services.deploy.serving.runtime import OnnxRuntime
 from shared.events import BatchPredictionRequested
 from shared.model_format import load_model
 from shared.storage import sha256_hex
@@ -36,30 +40,31 @@ from tests.bench.models import KINDS, LABELS, Fitted, Kind, fitted, scoring_fram
 from tests.bench.report import Section, now
 from tests.integration.deploy.fixtures import model_artifact
 
-TARGETS: dict[Kind, float] = {"lr": 0.5, "rf": 0.8}
+# This round's goals: the job at least as fast as scikit-learn in process for the linear model,
+# within 10 % of it for the forest (the compiled runtime serves both).
+TARGETS: dict[Kind, float] = {"lr": 1.0, "rf": 0.9}
 
 ANALYSIS = """
 The job streams. The input is read with ranged GETs (a row group's column chunks as a few
-coalesced ranges, never the whole object as one buffer), decoded by pyarrow in chunks of 131,072
-rows and turned into one block of floats per chunk in a reading thread while the previous chunk
-is scored; the predictions go out chunk by chunk through a Parquet writer that dictionary-encodes
-only the label (tried on row numbers and probabilities, dictionary encoding cost more than the
-linear model). `features_frame` no longer copies and re-types float columns, so the pipeline's
-own conversion is as cheap as in the baseline. The verified model stays in memory per process,
-keyed by its digest; the Kafka hop is small (the handler's own time is within 0.05 s of the end
-to end time), but a service's first job is often 1-1.5 s slower than the next (fresh memory),
-which the median of three rounds leaves out. Before these changes the job ran at 0.07x (LR) and
-0.53x (RF) on this machine.
-For the logistic regression the model is cheap and this input is one 252 MB row group: Parquet
-cannot decode a row group before all of its column chunks have arrived, so the download (0.2 s
-on a quiet machine) cannot overlap scoring; it, the first chunk's decode and the final put of
-the output (sha256 + upload, about 0.1 s) stay serial, which bounds the job near 0.5x of a quiet
-baseline. A file written in smaller row groups lets the next group download while one is scored.
-For the random forest the trees dominate, and scoring in chunks is if anything faster than one
-predict_proba over a million rows (in process, best of four: 2.6-2.8 s against 3.2 s), so the
-job adds only the first download and the final put. Ratios move with the machine: with other
-benchmarks running beside it the LR baseline took 0.5-1.7 s and the ratios spread over LR 0.44-0.77x
-and RF 0.68-1.05x in four runs; the committed run had the machine to itself.
+coalesced ranges, never the whole object as one buffer) and decoded by pyarrow in chunks of
+131,072 rows; in a reading thread each chunk goes from its Arrow columns straight into the one
+float matrix the compiled model takes (no DataFrame), while the previous chunk is scored by
+ONNX Runtime with every core (`CONVEYOR_BATCH_THREADS`); the predictions go out chunk by chunk
+through a Parquet writer that dictionary-encodes only the label. The verified model stays in
+memory per process, keyed by its digest; the Kafka hop is small (the handler's own time is within
+0.05-0.2 s of the end to end time).
+For the forest the trees dominate, and two threads score them faster than scikit-learn's one.
+For the logistic regression the model is nearly free and the job is bound by moving the data:
+downloading the 252 MB input alone takes about 0.2 s (no faster with 2, 4 or 8 parallel ranged
+GETs: 0.17-0.26 s measured), which is most of what a warm in-process `predict_proba` takes for
+the whole million rows. The input is one row group, and Parquet cannot decode a row group before
+all of its column chunks have arrived, so the download cannot overlap scoring. Then come the
+decode, the output's Parquet, and its sha256 and upload. A job that reads from and writes to
+the object store cannot meet 1.0x of a warm in-process call on data already in memory for
+this model. The baseline's first call of a round is shown beside it: on this VM, touching
+fresh memory costs several times the compute (a first call after other work took 0.8-1.8 s
+against 0.23 s for the next in a plain process). Runs before this one judged the target on
+that first call only.
 """
 
 
@@ -80,11 +85,13 @@ def replay(stack: DeployStack, model: Fitted, location: ObjectLocation) -> dict[
     card = card_of(model)
     artifact = model_artifact(model.model)
     _, t_model = _timed(lambda: (sha256_hex(artifact), load_model(artifact)))
+    # The runtime the job serves through: ONNX Runtime with every core, as proven on the test split.
+    choice = choose_runtime(model.model, card, model.data.test)
+    assert choice.onnx is not None, choice.runtime.reason
+    runtime = OnnxRuntime(choice.onnx, card, threads=os.cpu_count() or 1)
     batches, t_read = _timed(lambda: list(input_batches(stack.store.open(location), key=location.key)))
-    frames, t_features = _timed(
-        lambda: [features_frame(batch.select(list(card.features)).to_pandas(), card) for batch in batches]
-    )
-    predicted, t_predict = _timed(lambda: [predict_frame(model.model, frame, card) for frame in frames])
+    inputs, t_inputs = _timed(lambda: [runtime.inputs_of_batch(batch) for batch in batches])
+    predicted, t_predict = _timed(lambda: [runtime.predict(chunk) for chunk in inputs])
 
     def write() -> bytes:
         sink = pa.BufferOutputStream()
@@ -101,8 +108,8 @@ def replay(stack: DeployStack, model: Fitted, location: ObjectLocation) -> dict[
     return {
         "verify + load model": t_model,
         "read + decode Parquet": t_read,
-        "feature frames": t_features,
-        "predict_frame": t_predict,
+        "inputs from Arrow": t_inputs,
+        "ONNX Runtime predict": t_predict,
         "output batches + Parquet": t_write,
         "put (sha256 + upload)": t_put,
     }
@@ -160,6 +167,7 @@ async def _measure(
     features = frame[model.data.features]
     job_rates: list[float] = []
     base_rates: list[float] = []
+    cold_rates: list[float] = []
     job_rounds: list[str] = []
     for index in range(rounds_n):
         for side in ("job", "baseline") if index % 2 == 0 else ("baseline", "job"):
@@ -173,12 +181,20 @@ async def _measure(
                 job_rates.append(done.rows / seconds)
                 job_rounds.append(f"{seconds:.2f} ({done.duration_seconds:.2f} in the handler)")
             else:
-                _, seconds = await asyncio.to_thread(_timed, lambda: baseline_score(model.model, features))
-                base_rates.append(len(features) / seconds)
-    job, base = median(job_rates), median(base_rates)
+                # Twice back to back: the first call after other work pays for touching fresh memory
+                # (several times the compute on this VM), the second is scikit-learn at its best.
+                # The target is judged against the better of the two.
+                calls = [
+                    (await asyncio.to_thread(_timed, lambda: baseline_score(model.model, features)))[1]
+                    for _ in range(2)
+                ]
+                first, again = calls
+                base_rates.append(len(features) / min(first, again))
+                cold_rates.append(len(features) / first)
+    job, base, cold = median(job_rates), median(base_rates), median(cold_rates)
     target = TARGETS[kind]
     section.add(
-        f"{LABELS[kind]}: rows/s, job vs in-process",
+        f"{LABELS[kind]}: rows/s, job vs in-process (best of 2 back to back)",
         job,
         base,
         unit="rows/s",
@@ -186,6 +202,8 @@ async def _measure(
         target=f"≥ {target}x",
         met=job >= target * base,
     )
+    section.add(f"{LABELS[kind]}: rows/s, job vs in-process (first call of a round)", job, cold,
+                unit="rows/s", digits=0)  # fmt: skip
     steps = await asyncio.to_thread(replay, stack, model, location)
     _, predict_only = await asyncio.to_thread(_timed, lambda: model.model.predict(features))
     section.notes.append(
@@ -193,5 +211,6 @@ async def _measure(
         + "; ".join(f"{step} {seconds:.2f}" for step, seconds in steps.items())
         + f"; sum {sum(steps.values()):.2f} s against the job's {len(frame) / job:.2f} s end to end "
         f"(per round, s: {', '.join(job_rounds)}; the first loads the model); "
-        f"baseline {len(frame) / base:.2f} s (plain `predict` alone: {predict_only:.2f} s)"
+        f"baseline {len(frame) / base:.2f} s at its best, {len(frame) / cold:.2f} s as a round's first call "
+        f"(plain `predict` alone: {predict_only:.2f} s)"
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import time
 import uuid
@@ -33,7 +32,6 @@ from shared.settings import Settings
 from shared.storage import ArtifactStore, minio_client
 from shared.uris import ObjectLocation
 from tests.bench.harness import (
-    SINGLE_THREADED,
     BenchContext,
     bench_env,
     http_ok,
@@ -193,13 +191,11 @@ async def _measure(
     versions_n: int,
 ) -> None:
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
-    env.update(SINGLE_THREADED)
-    env.update(
+    env = context.service_env(
+        state_dir=context.scratch("registry-state"),
         CONVEYOR_ARTIFACTS_BUCKET=bucket,
         CONVEYOR_REGISTRY_PORT=str(port),
         CONVEYOR_CONSUMER_GROUP_PREFIX=f"bench-reg-{context.run_id}",
-        CONVEYOR_STATE_DIR=str(context.scratch("registry-state")),
     )
     url = f"http://127.0.0.1:{port}"
     group = f"bench-reg-{context.run_id}-registry"  # its consumer group skips events of earlier runs

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.deploy.app import CONSUMED, PRODUCED
-from services.deploy.processes import tagged
 from services.deploy.settings import DeploySettings
 from shared import topics
 from shared.clients.events import EventWatcher
@@ -39,17 +40,18 @@ from tests.integration.kafka_tools import start_group_at_end
 from tests.integration.processes import free_port, free_port_range
 
 
-def deploy_settings(context: BenchContext, *, name: str) -> DeploySettings:
+def deploy_settings(context: BenchContext, *, name: str, **overrides: Any) -> DeploySettings:
     """Deploy settings no test or other benchmark shares (buckets, groups, ports, state)."""
     tag = f"{context.run_id}-{name}"
     return DeploySettings(**context.settings.model_dump()).model_copy(
         update={
+            **overrides,
             "consumer_group_prefix": f"bench-{tag}",
             "artifacts_bucket": f"bench-art-{tag}",
             "landing_bucket": f"bench-land-{tag}",
             "state_dir": context.scratch(f"deploy-{name}"),
             "deploy_port": free_port(),
-            "serving_port_base": free_port_range(10, low=41000, high=49000),
+            "serving_port_base": free_port_range(10, low=12000, high=20000),
             "serving_port_count": 10,
         }
     )
@@ -66,9 +68,9 @@ class DeployStack:
     producer: AIOKafkaProducer
 
     @classmethod
-    async def start(cls, context: BenchContext, *, name: str) -> DeployStack:
-        """Start the deploy service (and wait until it is ready)."""
-        settings = deploy_settings(context, name=name)
+    async def start(cls, context: BenchContext, *, name: str, **overrides: Any) -> DeployStack:
+        """Start the deploy service (and wait until it is ready), with ``overrides`` of its settings."""
+        settings = deploy_settings(context, name=name, **overrides)
         store = ArtifactStore.from_settings(settings)
         await asyncio.to_thread(store.ensure_buckets)
         await ensure_topics(settings, [*CONSUMED, *PRODUCED])
@@ -84,7 +86,7 @@ class DeployStack:
 
     async def deploy(self, fitted: Fitted, *, version: int = 1) -> str:
         """Store ``fitted`` as the registry would find it, approve it, and return its endpoint's URL."""
-        await publish(self.producer, await self._approval(fitted, version=version, realtime=True))
+        await publish(self.producer, await self.approval(fitted, version=version, realtime=True))
         found = await self.collector.wait_until(
             ModelDeployed, pipeline=fitted.spec.name, where=lambda e: e.version == version, timeout=180
         )
@@ -92,7 +94,7 @@ class DeployStack:
 
     async def approve_for_batch(self, fitted: Fitted, *, version: int = 1) -> None:
         """Approve ``fitted`` for batch jobs only (no endpoint), and wait until the service knows it."""
-        await publish(self.producer, await self._approval(fitted, version=version, realtime=False))
+        await publish(self.producer, await self.approval(fitted, version=version, realtime=False))
         url = f"{self.settings.deploy_base_url}/v1/deployments/{fitted.spec.name}"
 
         async def known() -> bool:
@@ -102,7 +104,8 @@ class DeployStack:
 
         await wait_until(known, timeout_s=120, what=f"{fitted.spec.name} v{version} known to deploy")
 
-    async def _approval(self, fitted: Fitted, *, version: int, realtime: bool) -> ModelApproved:
+    async def approval(self, fitted: Fitted, *, version: int, realtime: bool = True) -> ModelApproved:
+        """Store ``fitted`` as the registry would find it; the approval that names it."""
         published = await asyncio.to_thread(
             store_training_outputs,
             self.store,
@@ -116,9 +119,14 @@ class DeployStack:
         target = DeploymentTarget(realtime=realtime, batch=True)
         return event.model_copy(update={"deployment": target})
 
-    def server_pids(self, pipeline: str) -> list[int]:
-        """Pids of the BentoML worker processes serving a pipeline."""
-        return tagged(f"{self.settings.run_dir.resolve()}::endpoint-{pipeline}-w", exact=False)
+    def server_pids(self, port: int) -> list[int]:
+        """Pids of the BentoML worker processes serving on ``port``.
+
+        Found by the listening socket they share, not by tag: a first version is served by a spare
+        worker, which keeps the tag it was started with. The deploy service holds the socket too.
+        """
+        deploy = self.service.process.pid if self.service.process else None
+        return [pid for pid in listening_pids(port) if pid != deploy]
 
     async def batch(self, event: BatchPredictionRequested, *, timeout_s: float) -> BatchPredictionCompleted:
         """Request a batch job and wait for its completion (a failure is raised)."""
@@ -159,3 +167,21 @@ class DeployStack:
     def log_dir(self) -> Path:
         """Where the service and its children log."""
         return self.settings.run_dir / "logs"
+
+
+def listening_pids(port: int) -> list[int]:
+    """Processes holding a socket that listens on TCP ``port`` (IPv4), read from /proc."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and int(local.split(":")[1], 16) == port:  # 0A: LISTEN
+            inodes.add(f"socket:[{inode}]")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+    return found

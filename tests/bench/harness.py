@@ -46,6 +46,23 @@ class BenchContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def service_env(self, *, state_dir: Path, **settings: str) -> dict[str, str]:
+        """What a service process of a bench stack runs with: single-threaded, in ``state_dir``.
+
+        A scratch state directory has no secrets.json, and a service's first start there would
+        make up new keys that MinIO does not know: the stack's MinIO keys and tokens, explicitly.
+        """
+        env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
+        return {
+            **env,
+            **SINGLE_THREADED,
+            "CONVEYOR_MINIO_ACCESS_KEY": self.settings.minio_access_key,
+            "CONVEYOR_MINIO_SECRET_KEY": self.settings.minio_secret_key.get_secret_value(),
+            "CONVEYOR_API_TOKENS": self.settings.api_tokens.get_secret_value(),
+            "CONVEYOR_STATE_DIR": str(state_dir),
+            **settings,
+        }
+
 
 def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment, single-threaded, plus ``extra``."""

@@ -150,7 +150,35 @@ async def closed_loop(target: Target, *, clients: int, duration_s: float, max_re
     return result
 
 
-async def recovery(target: Target, *, idle_p50_ms: float, max_s: float, window: int = 5) -> float | None:
+PACE_S = 0.01  # the single client's pause between requests, idle and after a burst alike
+
+
+async def paced_p50(target: Target, *, count: int) -> float:
+    """One client's p50 (ms) with a pause between requests: the idle reference of ``recovery``.
+
+    Measured the way ``recovery`` probes, since a paced request of a millisecond costs more than a
+    back-to-back one (caches and CPU idle states), and only like can be compared with like.
+    """
+    requests = target.requests()
+    result = LoadResult()
+    async with session(1) as client:
+        for _ in range(count):
+            began = time.perf_counter()
+            if await _one(client, target.method, next(requests), result) is not None:
+                result.latencies_s.append(time.perf_counter() - began)
+            await asyncio.sleep(PACE_S)
+    return result.percentile(50)
+
+
+@dataclass
+class Recovery:
+    """How long one client took to see idle latency again, or where it stood when the probe gave up."""
+
+    seconds: float | None
+    last_median_ms: float
+
+
+async def recovery(target: Target, *, idle_p50_ms: float, max_s: float, window: int = 5) -> Recovery:
     """Seconds until one client's rolling median latency is back within 1.5x of ``idle_p50_ms``."""
     requests = target.requests()
     recent: list[float] = []
@@ -161,6 +189,6 @@ async def recovery(target: Target, *, idle_p50_ms: float, max_s: float, window: 
             await _one(client, target.method, next(requests), result)
             recent = [*recent[-(window - 1) :], (time.perf_counter() - now) * 1000]
             if len(recent) == window and median(recent) <= 1.5 * idle_p50_ms:
-                return time.perf_counter() - start
-            await asyncio.sleep(0.01)
-    return None
+                return Recovery(time.perf_counter() - start, median(recent))
+            await asyncio.sleep(PACE_S)
+    return Recovery(None, median(recent) if recent else float("inf"))

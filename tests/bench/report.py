@@ -19,11 +19,14 @@ ORDER = (
     "bus",
     "production",
     "batch",
+    "spark",
     "registry",
     "scale",
     "console",
     "onnx",
     "scaling",
+    "shadow",
+    "pool",
 )
 HEADERS = ["measure", "Conveyor", "baseline", "ratio", "target", "met"]
 

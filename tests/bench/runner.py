@@ -16,11 +16,14 @@ from tests.bench import (
     bench_bus,
     bench_console,
     bench_onnx,
+    bench_pool,
     bench_production,
     bench_registry,
     bench_scale,
     bench_scaling,
     bench_serving,
+    bench_shadow,
+    bench_spark,
 )
 from tests.bench.harness import BenchContext, bench_settings
 from tests.bench.report import ROOT, Section, commit, load_all, render, save
@@ -44,11 +47,14 @@ def _runners(
         "bus": bench_bus.run,
         "production": bench_production.run,
         "batch": bench_batch.run,
+        "spark": bench_spark.run,
         "registry": bench_registry.run,
         "scale": bench_scale.run,
         "console": bench_console.run,
         "onnx": bench_onnx.run,
         "scaling": bench_scaling.run,
+        "shadow": bench_shadow.run,
+        "pool": bench_pool.run,
     }
     for name, run in singles.items():
         if name in chosen:
@@ -108,6 +114,7 @@ ANALYSES = {
     "bus": bench_bus.ANALYSIS,
     "production": bench_production.ANALYSIS,
     "batch": bench_batch.ANALYSIS,
+    "spark": bench_spark.ANALYSIS,
     "registry": bench_registry.ANALYSIS,
     "scale": bench_scale.ANALYSIS,
     "console": bench_console.ANALYSIS,

@@ -15,6 +15,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.deploy.serving.model_store import model_tag
 from services.deploy.workers import server_environment
@@ -63,11 +64,10 @@ async def serve_everywhere(
     """Deploy ``kind`` through Conveyor and start its baselines; returns once all of them answer."""
     model = fitted(kind, f"bench-{kind}-{context.run_id}")
     served = ServingSet(kind=kind, fitted=model, mlflow_problem=venv_problem)
-    pipeline = model.spec.name
     one_row = bodies(model.data)
     endpoint = await stack.deploy(model)
     served.targets["conveyor"] = Target("conveyor", f"{endpoint}/v1/predict", one_row)
-    served.pids["bentoml"] = stack.server_pids(pipeline)
+    served.pids["bentoml"] = stack.server_pids(urlsplit(endpoint).port or 80)
     served.pids["deploy service"] = [stack.service.process.pid] if stack.service.process else []
 
     folder = context.scratch(f"serving-{kind}")
