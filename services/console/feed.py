@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from services.console.timeline import Timeline
 from shared.events import EVENT_BY_TOPIC
-from shared.messaging import client_options
+from shared.messaging import client_options, stop_consumer
 from shared.settings import Settings
 
 log = logging.getLogger("conveyor.console")
@@ -90,7 +90,7 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     async def _run(self, ends: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None

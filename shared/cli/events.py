@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import UserError, console
 from shared.events import EVENT_BY_TOPIC
-from shared.messaging import client_options
+from shared.messaging import client_options, stop_consumer
 
 _SKIPPED = {
     "event_id",
@@ -63,7 +63,7 @@ async def _tail(cli: CliContext, topics: list[str], *, from_beginning: bool, lim
             if limit is not None and seen >= limit:
                 return
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 def _show(cli: CliContext, topic: str, value: bytes) -> None:

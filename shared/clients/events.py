@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from shared.approvals import ApprovalNotTrusted, ApprovalVerifier
 from shared.clients.upload import UploadProgress, upload_file
 from shared.events import DataArrived, Event, ModelApproved
-from shared.messaging import KafkaEventPublisher, client_options, create_broker
+from shared.messaging import KafkaEventPublisher, client_options, create_broker, stop_consumer
 from shared.settings import Settings
 from shared.storage import ArtifactStore
 from shared.telemetry import setup_telemetry
@@ -105,7 +105,7 @@ async def approved_models(
                 continue
             yield event
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 def upload_to_landing(settings: Settings, pipeline: str, path: Path) -> str:
@@ -157,7 +157,7 @@ class EventWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._consumer:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     def of(
         self, kind: type[E], *, pipeline: str | None = None, where: Callable[[E], bool] = lambda _: True

@@ -7,6 +7,7 @@ from shared.messaging.dead_letter import DeadLetter
 from shared.messaging.errors import PermanentError, TransientError, is_transient
 from shared.messaging.publisher import EventPublisher, KafkaEventPublisher
 from shared.messaging.security import client_options
+from shared.messaging.stopping import stop_consumer
 
 __all__ = [
     "DeadLetter",
@@ -19,5 +20,6 @@ __all__ = [
     "create_broker",
     "ensure_topics",
     "is_transient",
+    "stop_consumer",
     "subscribe",
 ]

@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.messaging.dead_letter import HEADER_PREFIX, Reason
 from shared.messaging.security import client_options
+from shared.messaging.stopping import stop_consumer
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
 
@@ -173,7 +174,7 @@ async def read_dead_letters(settings: Settings, topic: str) -> DeadLetters:
             for batch in batches:
                 records.extend(r for r in batch if r.offset < ends[r.partition])
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     letters = sorted(
         (Letter.from_record(r, source_topic=source) for r in records), key=lambda x: (x.partition, x.offset)
     )
@@ -244,7 +245,7 @@ async def _commit(settings: Settings, group: str, offsets: dict[TopicPartition, 
         consumer.assign(list(offsets))
         await consumer.commit(offsets)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _replay_marks(
