@@ -24,7 +24,7 @@ from shared.clients.deploy import DeployClient
 from shared.clients.events import publish_data_arrival
 from shared.clients.serving import PredictionClient
 from shared.events import DataArrived, DatasetRejected, ModelDeployed, ModelEvaluated
-from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics
+from shared.messaging import KafkaEventPublisher, create_broker, ensure_topics, stop_consumer
 from shared.messaging.dead_letter import DeadLetter, publish_dead_letter
 from shared.settings import Settings
 from tests.e2e.browser import Browser, until
@@ -331,7 +331,7 @@ async def _values(settings: Settings, topic: str) -> list[bytes]:
                 values.extend(r.value or b"" for r in batch)
         return values
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

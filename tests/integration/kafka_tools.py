@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import Event
+from shared.messaging import stop_consumer
 from shared.settings import Settings
 
 E = TypeVar("E", bound=Event)
@@ -44,7 +45,7 @@ async def read_records(
             for batch in batches.values():
                 records.extend(batch)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     assert len(records) >= count, f"{topic}: expected {count} records within {timeout}s, got {len(records)}"
     return sorted(records, key=lambda r: (r.partition, r.offset))
 
@@ -75,7 +76,7 @@ async def start_group_at_end(settings: Settings, *, group_id: str, topics: list[
         await consumer.seek_to_end(*partitions)
         await consumer.commit({p: await consumer.position(p) for p in partitions})
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
