@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import signal
@@ -17,6 +18,10 @@ from services.deploy.workers import can_listen
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED_MESSAGE = "FastStream app started successfully"
+# Every service this test run started, stopped again at exit: a session teardown cut short (an error
+# that is no Exception stops pytest's remaining finalizers) must not leave a service running, which
+# would go on to join a later run's consumer groups on the same broker port.
+_started: list[ServiceProcess] = []
 
 
 class ServiceProcess:
@@ -50,6 +55,7 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _started.append(self)
         ready = self._http_ready if self.ready_url else lambda: STARTED_MESSAGE in self.log_text(offset)
         self._wait(ready, timeout=timeout, what="ready")
 
@@ -99,6 +105,12 @@ class ServiceProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name} not {what} within {timeout}s:\n{self.log_text()[-3000:]}")
             time.sleep(0.1)
+
+
+@atexit.register
+def _stop_left_running() -> None:
+    for service in _started:
+        service.stop()
 
 
 def free_port() -> int:

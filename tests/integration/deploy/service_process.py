@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import signal
 import subprocess
@@ -14,6 +15,9 @@ import httpx
 from services.deploy.processes import kill_tagged, tagged
 from services.deploy.settings import DeploySettings
 from services.deploy.workers import PROJECT_ROOT, settings_environment
+
+# Stopped again at exit, as tests/integration/processes.py does for the other services.
+_started: list[DeployProcess] = []
 
 
 class DeployProcess:
@@ -41,6 +45,7 @@ class DeployProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        _started.append(self)
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
             while time.monotonic() < deadline:
@@ -95,3 +100,14 @@ async def wait_gone(tag: str, *, exact: bool = False, timeout: float = 30.0) -> 
 def cleanup(tag: str) -> None:
     """Last resort for a failed test: kill what still carries ``tag``."""
     kill_tagged(tag, exact=False)
+
+
+@atexit.register
+def _stop_left_running() -> None:
+    for service in _started:
+        if service.process is not None and service.process.poll() is None:
+            service.process.terminate()  # the service stops its workers itself on SIGTERM
+            try:
+                service.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                service.process.kill()
