@@ -21,7 +21,7 @@ STARTED_MESSAGE = "FastStream app started successfully"
 # Every service this test run started, stopped again at exit: a session teardown cut short (an error
 # that is no Exception stops pytest's remaining finalizers) must not leave a service running, which
 # would go on to join a later run's consumer groups on the same broker port.
-_started: list[ServiceProcess] = []
+_started: set[ServiceProcess] = set()
 
 
 class ServiceProcess:
@@ -55,7 +55,7 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _started.append(self)
+        _started.add(self)
         ready = self._http_ready if self.ready_url else lambda: STARTED_MESSAGE in self.log_text(offset)
         self._wait(ready, timeout=timeout, what="ready")
 

@@ -17,7 +17,7 @@ from services.deploy.settings import DeploySettings
 from services.deploy.workers import PROJECT_ROOT, settings_environment
 
 # Stopped again at exit, as tests/integration/processes.py does for the other services.
-_started: list[DeployProcess] = []
+_started: set[DeployProcess] = set()
 
 
 class DeployProcess:
@@ -45,7 +45,7 @@ class DeployProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        _started.append(self)
+        _started.add(self)
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
             while time.monotonic() < deadline:
