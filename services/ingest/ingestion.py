@@ -19,6 +19,7 @@ import pandas as pd
 from services.ingest.datasets import DatasetIndex, Outcome
 from services.ingest.reading import DatasetTooLargeError, check_fits
 from services.ingest.report import render_validation_report
+from services.ingest.row_hashes import row_hashes
 from services.ingest.split import split_dataset
 from services.ingest.validation import (
     DatasetReadError,
@@ -135,7 +136,8 @@ def _validate(ports: IngestPorts, *, spec: PipelineSpec, source: Source) -> Outc
         except DatasetReadError as error:
             results = [unreadable(error)]
         else:
-            results = validate_dataset(frame, spec=spec, previous_profile=previous)
+            hashes = row_hashes(frame)
+            results = validate_dataset(frame, spec=spec, previous_profile=previous, hashes=hashes)
 
         profile: DataProfile | None = None
         splits: dict[str, Future[ArtifactRef]] = {}
@@ -144,7 +146,8 @@ def _validate(ports: IngestPorts, *, spec: PipelineSpec, source: Source) -> Outc
             profiling = pool.submit(
                 profile_frame, frame, numeric=features.numeric, categorical=features.categorical
             )
-            for name, part in zip(("train", "test"), split_dataset(frame, spec=spec), strict=True):
+            parts = split_dataset(frame, spec=spec, hashes=hashes)
+            for name, part in zip(("train", "test"), parts, strict=True):
                 splits[name] = pool.submit(
                     _put_parquet, ports.store, part, bucket=bucket, prefix=f"{prefix}/{name}"
                 )

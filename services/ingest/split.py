@@ -11,17 +11,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from services.ingest.row_hashes import row_hashes, seeded
 from shared.pipeline_spec import PipelineSpec
 
 
-def split_dataset(frame: pd.DataFrame, *, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the labelled rows into (train, test) at ``spec.validation.test_fraction``."""
+def split_dataset(
+    frame: pd.DataFrame, *, spec: PipelineSpec, hashes: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the labelled rows into (train, test) at ``spec.validation.test_fraction``.
+
+    ``hashes`` are the frame's ``row_hashes``, when the caller has them already.
+    """
+    if hashes is None:
+        hashes = row_hashes(frame)
     labels = frame[spec.target].notna()
-    # Every row labelled (the usual case): the frame itself, not a copy of it.
-    labelled = frame.reset_index(drop=True) if labels.all() else frame[labels].reset_index(drop=True)
+    if labels.all():  # the usual case: the frame itself, not a copy of it
+        labelled = frame.reset_index(drop=True)
+    else:
+        labelled, hashes = frame[labels].reset_index(drop=True), hashes[labels.to_numpy()]
     if len(labelled) < 2:
         raise ValueError(f"{len(labelled)} labelled rows cannot be split into train and test")
-    rank = _row_rank(labelled, seed=spec.seed)
+    rank = _row_rank(hashes, seed=spec.seed)
     fraction = spec.validation.test_fraction
     if spec.task == "classification":
         strata = labelled[spec.target].astype(str)
@@ -42,14 +52,11 @@ def split_dataset(frame: pd.DataFrame, *, spec: PipelineSpec) -> tuple[pd.DataFr
     return train, test
 
 
-def _row_rank(frame: pd.DataFrame, *, seed: int) -> pd.Series:
+def _row_rank(hashes: np.ndarray, *, seed: int) -> pd.Series:
     """A seeded pseudo-random order of rows, a function of each row's content only."""
-    key = f"{seed:016d}"[-16:]
-    # Column order is not content: a reordered file splits the same way.
-    ordered = frame[sorted(frame.columns, key=str)]
-    hashes = pd.util.hash_pandas_object(ordered, index=False, hash_key=key).to_numpy()
-    # Identical rows share a hash; their order among themselves is by position.
-    order = np.lexsort((np.arange(len(frame)), hashes))
-    rank = np.empty(len(frame), dtype=np.int64)
-    rank[order] = np.arange(len(frame))
-    return pd.Series(rank, index=frame.index)
+    keys = seeded(hashes, seed)
+    # Identical rows share a key; their order among themselves is by position.
+    order = np.lexsort((np.arange(len(keys)), keys))
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    return pd.Series(rank)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from services.ingest.reading import DatasetReadError, decode
+from services.ingest.row_hashes import row_hashes
 from shared.events.envelope import RuleResult
 from shared.pipeline_spec import FeatureSet, PipelineSpec, is_numeric_column, resolve_features
 from shared.profile import DataProfile, as_categories, as_numbers, psi_by_feature
@@ -35,9 +36,16 @@ def read_dataset(data: bytes | Callable[[], BinaryIO], *, fmt: Literal["csv", "p
 
 
 def validate_dataset(
-    frame: pd.DataFrame, *, spec: PipelineSpec, previous_profile: DataProfile | None = None
+    frame: pd.DataFrame,
+    *,
+    spec: PipelineSpec,
+    previous_profile: DataProfile | None = None,
+    hashes: np.ndarray | None = None,
 ) -> list[RuleResult]:
-    """Run every rule on ``frame``; failed results with severity "error" reject the dataset."""
+    """Run every rule on ``frame``; failed results with severity "error" reject the dataset.
+
+    ``hashes`` are the frame's ``row_hashes``, when the caller has them already.
+    """
     features = resolve_features(spec, frame, previous=previous_profile)
     results = [
         check_required_columns(frame, spec=spec, features=features),
@@ -52,7 +60,7 @@ def validate_dataset(
         check_min_rows(frame, minimum=spec.validation.min_rows),
         check_target(frame, spec=spec),
         *check_missing(frame, columns=[spec.target, *features.columns], spec=spec),
-        check_duplicates(frame, maximum=spec.validation.max_duplicate_ratio),
+        check_duplicates(frame, maximum=spec.validation.max_duplicate_ratio, hashes=hashes),
     ]
     if spec.task == "classification":
         results += [check_classes(frame, target=spec.target), check_imbalance(frame, spec=spec)]
@@ -220,9 +228,9 @@ def check_missing(frame: pd.DataFrame, *, columns: list[str], spec: PipelineSpec
     ]
 
 
-def check_duplicates(frame: pd.DataFrame, *, maximum: float) -> RuleResult:
-    """Share of rows that repeat an earlier row exactly."""
-    ratio = float(_duplicated(frame).sum() / len(frame)) if len(frame) else 0.0
+def check_duplicates(frame: pd.DataFrame, *, maximum: float, hashes: np.ndarray | None = None) -> RuleResult:
+    """Share of rows that repeat an earlier row exactly (``hashes``: the frame's ``row_hashes``)."""
+    ratio = float(_duplicated(frame, hashes).sum() / len(frame)) if len(frame) else 0.0
     return _rule(
         rule="quality.duplicate_rows",
         passed=ratio <= maximum,
@@ -232,14 +240,15 @@ def check_duplicates(frame: pd.DataFrame, *, maximum: float) -> RuleResult:
     )
 
 
-def _duplicated(frame: pd.DataFrame) -> pd.Series:
+def _duplicated(frame: pd.DataFrame, hashes: np.ndarray | None) -> pd.Series:
     """``frame.duplicated()``, with one 64-bit hash per row instead of a hash table per column."""
     if any(dtype == np.dtype(object) for dtype in frame.dtypes):
         # Python objects: 1 and 1.0 are equal but hash apart as text, so compare them exactly.
         return frame.duplicated()
-    hashes = pd.Series(pd.util.hash_pandas_object(frame, index=False).to_numpy())
+    if hashes is None:
+        hashes = row_hashes(frame)
     # Equal rows hash alike; only rows sharing a hash are compared, exactly (collisions aside).
-    candidates = hashes.duplicated(keep=False).to_numpy()
+    candidates = pd.Series(hashes).duplicated(keep=False).to_numpy()
     found = pd.Series(False, index=frame.index)
     if candidates.any():
         found[candidates] = frame[candidates].duplicated().to_numpy()
