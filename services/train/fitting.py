@@ -220,10 +220,15 @@ def _estimator(spec: PipelineSpec) -> Any:
 
 
 def _effective_params(pipeline: Pipeline, *, spec: PipelineSpec) -> dict[str, Any]:
-    """The estimator's fixed, searched and platform-set parameters (defaults left out)."""
+    """The estimator's fixed, searched and platform-set parameters.
+
+    Defaults are left out, except those the spec names: a search that picked the default value
+    still says which value it picked.
+    """
     defaults = estimator_class(spec.estimator.path)().get_params()
+    named = {*spec.estimator.params, *spec.estimator.search.space}
     chosen = pipeline.named_steps[ESTIMATOR_STEP].get_params()
-    return {k: v for k, v in chosen.items() if not _same(v, defaults.get(k, object()))}
+    return {k: v for k, v in chosen.items() if k in named or not _same(v, defaults.get(k, object()))}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -96,6 +96,7 @@ def test_grid_search_on_breast_cancer() -> None:
     assert result.search_space == {"C": [0.1, 1.0]}
     assert result.hyperparameters["random_state"] == 42
     assert result.hyperparameters["max_iter"] == 500
+    assert result.hyperparameters["C"] == result.best_params["C"]
     assert result.fit_seconds > 0
     assert len(result.features.numeric) == 30 and result.features.categorical == ()
     # Refitted on the whole train split.
@@ -173,3 +174,17 @@ def test_a_small_search_stays_in_process_and_a_large_one_gets_the_jobs() -> None
     assert search_jobs(grid, rows=-(-IN_PROCESS_ROW_FITS // 15), n_jobs=4) == 4
     sampled = SearchSpec(kind="random", space={"C": [0.1, 1.0, 10.0], "tol": [1e-4, 1e-3]}, n_iter=2, folds=3)
     assert search_jobs(sampled, rows=IN_PROCESS_ROW_FITS // 6 - 1, n_jobs=2) == 1
+
+
+def test_a_searched_value_equal_to_the_default_is_recorded() -> None:
+    spec = make_spec(
+        task="classification",
+        estimator={
+            "path": "sklearn.linear_model.LogisticRegression",
+            "params": {"max_iter": 100},  # scikit-learn's default, named by the spec
+            "search": {"space": {"C": [1.0]}, "folds": 3},
+        },
+    )
+    result = fit_with_search(spec, breast_cancer())
+    assert result.hyperparameters["C"] == 1.0 and result.hyperparameters["max_iter"] == 100
+    assert "tol" not in result.hyperparameters  # a default the spec does not name
