@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from faststream import FastStream
 
 from services.train.handlers import register_handlers
 from services.train.training import TrainPorts
+from services.train.workers import warm
 from shared import topics
 from shared.service import ServiceContext, build_context, create_service_app
 from shared.settings import Settings
@@ -28,4 +30,15 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         training_image=settings.training_image,
         n_jobs=settings.train_n_jobs or os.cpu_count() or 1,
     )
-    return create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))
+    app = create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))
+    warming: set[asyncio.Task[set[int]]] = set()
+
+    @app.after_startup
+    async def warm_workers() -> None:
+        # In the background: the service takes events meanwhile, and a search that comes first
+        # waits for the same workers rather than starting its own.
+        task = asyncio.create_task(asyncio.to_thread(warm, ports.n_jobs))
+        warming.add(task)
+        task.add_done_callback(warming.discard)
+
+    return app

@@ -23,6 +23,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from services.train.workers import search_workers
 from shared.features.transformers import DerivedColumns, LogTransform, derived_kinds
 from shared.pipeline_spec import (
     FeatureSet,
@@ -166,7 +167,8 @@ def fit_with_search(
         search = RandomizedSearchCV(
             pipeline, space, n_iter=candidates(search_spec), random_state=spec.seed, **common
         )
-    search.fit(x, y)
+    with search_workers():
+        search.fit(x, y)
     best = search.best_index_
     sign = -1.0 if SCORERS[spec.scoring].startswith("neg_") else 1.0
     folds = [sign * float(search.cv_results_[f"split{i}_test_score"][best]) for i in range(search_spec.folds)]
