@@ -58,3 +58,11 @@ def test_environment_record() -> None:
     assert all("==" in p for p in packages)
     assert record["conveyor_version"] == package_version()
     assert record["code_version"] == code_version()
+
+
+def test_environment_record_is_taken_once_and_handed_out_as_copies() -> None:
+    first = environment_record()
+    first["packages"].append("changed==0")
+    first["libraries"]["numpy"] = "changed"
+    again = environment_record()
+    assert "changed==0" not in again["packages"] and again["libraries"]["numpy"] == metadata.version("numpy")
