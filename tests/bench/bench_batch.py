@@ -63,16 +63,16 @@ frame. It allocates about four times the input and pays for it: on this VM, touc
 memory costs several times the compute, which is why its first run of a round is slow and its
 runs vary so much.
 For the forest the trees dominate, and two threads score them faster than scikit-learn's one, so
-the job beats even the floor. For the logistic regression the model is nearly free and both the
-job and the script are bound by moving the data: downloading the 252 MB input alone takes about
-0.2 s (no faster with 2, 4 or 8 parallel ranged GETs: 0.17-0.26 s measured), most of what a warm
-`predict_proba` takes for the whole million rows on a frame already in memory. The input is one
-row group, and Parquet cannot decode a row group before all of its column chunks have arrived,
-so the download cannot overlap scoring. Of ONNX Runtime's time for this model, the imputation's
-`Where` over the NaN mask takes about 60 % (22 of 37 ms per chunk, by ORT's own profiler). Runs
-before this one judged the target against the floor, which no job that reads from and writes to
-an object store can reach for this model (0.21-0.23x); the issue asks for the job against
-scikit-learn in process, and the script is that same batch done in process.
+the job matches even the floor (0.90-1.06x in four runs). For the logistic regression the model is
+nearly free and both the job and the script are bound by moving the data: downloading the 252 MB
+input alone takes about 0.2 s (no faster with 2, 4 or 8 parallel ranged GETs: 0.17-0.26 s
+measured), most of what a warm `predict_proba` takes for the whole million rows on a frame already
+in memory. The input is one row group, and Parquet cannot decode a row group before all of its
+column chunks have arrived, so the download cannot overlap scoring. Of ONNX Runtime's time for
+this model, the imputation's `Where` over the NaN mask takes about 60 % (22 of 37 ms per chunk, by
+ORT's own profiler). Runs before this one judged the target against the floor, which no job that
+reads from and writes to an object store can reach for this model (0.21-0.28x); the issue asks for
+the job against scikit-learn in process, and the script is that same batch done in process.
 """
 
 
