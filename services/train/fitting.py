@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -23,13 +23,12 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from services.train.workers import search_workers
+from services.train.search import search, search_jobs
 from shared.features.transformers import DerivedColumns, LogTransform, derived_kinds
 from shared.pipeline_spec import (
     FeatureSet,
     ParamValue,
     PipelineSpec,
-    SearchSpec,
     estimator_class,
     resolve_features,
 )
@@ -54,10 +53,6 @@ ESTIMATOR_STEP = "estimator"
 MISSING_CATEGORY = "__missing__"
 # Estimators whose n_jobs does nothing and warns when set (deprecated in scikit-learn 1.8).
 _N_JOBS_IGNORED = frozenset({"sklearn.linear_model.LogisticRegression"})
-# Below this many rows times fits, a search runs in this process whatever n_jobs says: starting
-# joblib's worker processes (each importing scikit-learn and pandas) costs seconds on a cold
-# service, far more than the fits (the demo's 15 fits on 455 rows take under 0.5 s in process).
-IN_PROCESS_ROW_FITS = 200_000
 
 
 @dataclass(frozen=True)
@@ -150,38 +145,30 @@ def fit_with_search(
     x, y = labelled[list(features.columns)], labelled[spec.target]
     pipeline = build_pipeline(spec, numeric=features.numeric, categorical=features.categorical)
     search_spec = spec.estimator.search
-    space = {f"{ESTIMATOR_STEP}__{k}": list(v) for k, v in search_spec.space.items()}
-    n_jobs = search_jobs(search_spec, rows=len(x), n_jobs=n_jobs)
     splitter = StratifiedKFold if spec.task == "classification" else KFold
-    common: dict[str, Any] = {
-        "scoring": SCORERS[spec.scoring],
-        "cv": splitter(n_splits=search_spec.folds, shuffle=True, random_state=spec.seed),
-        "refit": True,
-        "n_jobs": n_jobs,
-        "error_score": "raise",
-    }
-    search: GridSearchCV | RandomizedSearchCV
-    if search_spec.kind == "grid":
-        search = GridSearchCV(pipeline, space, **common)
-    else:
-        search = RandomizedSearchCV(
-            pipeline, space, n_iter=candidates(search_spec), random_state=spec.seed, **common
-        )
-    with search_workers():
-        search.fit(x, y)
-    best = search.best_index_
+    searched = search(
+        pipeline,
+        {f"{ESTIMATOR_STEP}__{k}": list(v) for k, v in search_spec.space.items()},
+        x,
+        y,
+        spec=search_spec,
+        scoring=SCORERS[spec.scoring],
+        cv=splitter(n_splits=search_spec.folds, shuffle=True, random_state=spec.seed),
+        seed=spec.seed,
+        n_jobs=search_jobs(search_spec, rows=len(x), n_jobs=n_jobs),
+    )
     sign = -1.0 if SCORERS[spec.scoring].startswith("neg_") else 1.0
-    folds = [sign * float(search.cv_results_[f"split{i}_test_score"][best]) for i in range(search_spec.folds)]
-    best_params = {k.removeprefix(f"{ESTIMATOR_STEP}__"): v for k, v in search.best_params_.items()}
+    folds = [sign * score for score in searched.fold_scores]
+    best_params = {k.removeprefix(f"{ESTIMATOR_STEP}__"): v for k, v in searched.best_params.items()}
     return FitResult(
-        pipeline=search.best_estimator_,
+        pipeline=searched.best,
         best_params=best_params,
-        hyperparameters=_effective_params(search.best_estimator_, spec=spec),
+        hyperparameters=_effective_params(searched.best, spec=spec),
         cv_metric=spec.scoring,
         cv_score=float(np.mean(folds)),
         cv_scores=folds,
         search_space={k: list(v) for k, v in search_spec.space.items()},
-        n_candidates=len(search.cv_results_["params"]),
+        n_candidates=searched.n_candidates,
         fit_seconds=time.perf_counter() - started,
         features=features,
     )
@@ -240,19 +227,3 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except (TypeError, ValueError):
         return False
-
-
-def search_jobs(search: SearchSpec, *, rows: int, n_jobs: int) -> int:
-    """The processes a search gets: ``n_jobs``, or this one alone when its fits are small."""
-    return 1 if rows * candidates(search) * search.folds < IN_PROCESS_ROW_FITS else n_jobs
-
-
-def candidates(search: SearchSpec) -> int:
-    """How many parameter settings a search tries: the whole grid, or n_iter draws of it."""
-    grid = _grid_size(search.space)
-    # Sampling more than the grid holds would only repeat candidates (and warn).
-    return grid if search.kind == "grid" else min(search.n_iter, grid)
-
-
-def _grid_size(space: Mapping[str, Sequence[Any]]) -> int:
-    return math.prod(len(values) for values in space.values()) if space else 1

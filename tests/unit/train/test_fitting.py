@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from services.train.fitting import IN_PROCESS_ROW_FITS, build_pipeline, fit_with_search, search_jobs
+from services.train.fitting import build_pipeline, fit_with_search
+from services.train.search import IN_PROCESS_ROW_FITS, search_jobs
 from shared.pipeline_spec import FeatureSet, PipelineSpec, SearchSpec
 
 
