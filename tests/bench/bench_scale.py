@@ -10,7 +10,11 @@ same file, single-threaded as a plain script would be: the MinIO client's own ``
 ``cross_val_score``. Peak memory is sampled from /proc every 0.2 s for each service's process
 tree (its worker processes included) during each size's round; ingest's is judged by how far it
 rose above what the process held before the arrival (the sizes run in increasing order in the
-same processes, so memory kept from a smaller arrival can be reused by the next).
+same processes, so memory kept from a smaller arrival can be reused by the next). Each size and
+each baseline starts on a quiet machine: the bench first waits until the services' process trees
+use under a quarter of a core for a second, because every size is a new pipeline whose endpoint
+takes the deploy service's spare worker, and the replacement spare's imports (4-7 s of CPU) would
+otherwise run beside whatever is measured next.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from shared.pipeline_spec import PipelineSpec, resolve_features
 from shared.storage import minio_client
 from tests.bench.bench_production import Stack, _served, _start, _stop
 from tests.bench.harness import BenchContext, remove_bucket
+from tests.bench.profile import CpuMeter
 from tests.bench.report import Section, now
 from tests.synthetic import synthetic_csv, synthetic_spec
 
@@ -212,6 +217,19 @@ async def one_size(stack: Stack, *, rows: int, path: Path, row: dict[str, object
     return figures
 
 
+async def settle(pids: list[int], *, busy_cpu_s: float = 0.25, timeout_s: float = 120.0) -> float:
+    """Wait until the process trees of ``pids`` use under ``busy_cpu_s`` in a second; the seconds waited."""
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout_s:
+        children = _children()
+        trees = [p for pid in pids for p in _tree(pid, children)]
+        meter = CpuMeter({"stack": trees})
+        await asyncio.sleep(1.0)
+        if meter.used()["stack"] < busy_cpu_s:
+            break
+    return time.perf_counter() - began
+
+
 def exponent(sizes: list[int], seconds: list[float]) -> float:
     """The slope of log(time) against log(rows): 1.0 is linear growth."""
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
@@ -232,7 +250,11 @@ async def run(context: BenchContext) -> Section:
         await one_size(stack, rows=WARM_UP_ROWS, path=path, row=row)
         for rows in sizes:
             path, row = await asyncio.to_thread(_written, data_dir, rows)
+            pids = [p.process.pid for p in stack.processes.values() if p.process is not None]
+            settled = await settle(pids)
             conveyor[rows] = await one_size(stack, rows=rows, path=path, row=row)
+            conveyor[rows]["settled before"] = settled
+            conveyor[rows]["settled before baseline"] = await settle(pids)
             spec = synthetic_spec("baseline")
             bucket = f"bench-fput-{context.run_id}-{rows}"
             plain[rows] = await asyncio.to_thread(baseline, path, spec, bucket=bucket, context=context)
@@ -299,7 +321,9 @@ def _section(
         section.notes.append(
             f"{size}, stages (s): "
             + "; ".join(f"{k} {c[k]:.2f}" for k in ("upload + publish", *(s for s, _ in STAGES)))
-            + f"; fit inside train {c['fit inside train']:.2f}. Baseline (s): read_csv {p['read_csv']:.2f}, "
+            + f"; fit inside train {c['fit inside train']:.2f}; waited for a quiet machine "
+            f"{c['settled before']:.0f} s before, {c['settled before baseline']:.0f} s before the baseline. "
+            f"Baseline (s): read_csv {p['read_csv']:.2f}, "
             f"fit {p['fit']:.2f}, 5-fold CV {p['cv']:.2f}, fput_object {p['fput_object']:.2f}; "
             f"decoded frame {p['decoded_mb']:.0f} MiB"
         )
