@@ -31,20 +31,11 @@ def split_dataset(
         labelled, hashes = frame[labels].reset_index(drop=True), hashes[labels.to_numpy()]
     if len(labelled) < 2:
         raise ValueError(f"{len(labelled)} labelled rows cannot be split into train and test")
-    rank = _row_rank(hashes, seed=spec.seed)
-    fraction = spec.validation.test_fraction
     if spec.task == "classification":
-        strata = labelled[spec.target].astype(str)
+        strata = _strata(labelled[spec.target])
     else:
-        strata = pd.Series("all", index=labelled.index)
-    in_test = pd.Series(False, index=labelled.index)
-    for _, rows in rank.groupby(strata):
-        size = len(rows)
-        # Every class with two rows or more is seen on both sides.
-        wanted = round(size * fraction)
-        if size >= 2:
-            wanted = min(max(wanted, 1), size - 1)
-        in_test[rows.nsmallest(wanted).index] = True
+        strata = np.zeros(len(labelled), dtype=np.intp)
+    in_test = _test_rows(seeded(hashes, spec.seed), strata, fraction=spec.validation.test_fraction)
     if in_test.all() or not in_test.any():
         raise ValueError("the split left one side empty; more rows are needed")
     train = labelled[~in_test].reset_index(drop=True)
@@ -52,11 +43,36 @@ def split_dataset(
     return train, test
 
 
-def _row_rank(hashes: np.ndarray, *, seed: int) -> pd.Series:
-    """A seeded pseudo-random order of rows, a function of each row's content only."""
-    keys = seeded(hashes, seed)
-    # Identical rows share a key; their order among themselves is by position.
-    order = np.lexsort((np.arange(len(keys)), keys))
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[order] = np.arange(len(keys))
-    return pd.Series(rank)
+def _strata(target: pd.Series) -> np.ndarray:
+    """A code per row: rows whose labels read the same as text (1, 1.0 and "1" apart) share one."""
+    codes, labels = pd.factorize(target)
+    # Factorizing the labels, then their few distinct spellings, costs far less than
+    # spelling out every row's label.
+    _, spelled = np.unique(pd.Index(labels).astype(str).to_numpy(), return_inverse=True)
+    return np.asarray(spelled)[codes]
+
+
+def _test_rows(keys: np.ndarray, strata: np.ndarray, *, fraction: float) -> np.ndarray:
+    """Which rows go to test: in each stratum, the rows of smallest key (equal keys by position).
+
+    A row's key is a seeded function of its content alone, so the choice does not depend on
+    where the row sits or on the other rows of the stratum.
+    """
+    in_test = np.zeros(len(keys), dtype=bool)
+    for stratum in range(int(strata.max()) + 1):
+        rows = np.flatnonzero(strata == stratum)
+        size = len(rows)
+        wanted = round(size * fraction)
+        if size >= 2:  # every class with two rows or more is seen on both sides
+            wanted = min(max(wanted, 1), size - 1)
+        if wanted == 0:
+            continue
+        # The wanted-th smallest key, found without sorting the stratum; rows below it are in,
+        # and of the (identical) rows that share it, the first ones by position fill the rest.
+        stratum_keys = keys[rows]
+        threshold = np.partition(stratum_keys, wanted - 1)[wanted - 1]
+        below = stratum_keys < threshold
+        tied = np.flatnonzero(stratum_keys == threshold)[: wanted - int(below.sum())]
+        in_test[rows[below]] = True
+        in_test[rows[tied]] = True
+    return in_test

@@ -110,3 +110,18 @@ def test_given_row_hashes_split_as_computed_ones() -> None:
     given = split_dataset(data, spec=spec, hashes=row_hashes(data))
     for mine, theirs in zip(computed, given, strict=True):
         pd.testing.assert_frame_equal(mine, theirs)
+
+
+def test_identical_rows_still_give_each_class_its_share() -> None:
+    # Identical rows share a key: the split takes the first of them by position, as many as wanted.
+    data = pd.DataFrame({"x": [1.0] * 20, "y": ["a"] * 10 + ["b"] * 10})
+    train, test = split_dataset(data, spec=make_spec(validation={"test_fraction": 0.3}))
+    assert test["y"].value_counts().to_dict() == {"a": 3, "b": 3}
+    assert len(train) == 14
+
+
+def test_labels_that_read_the_same_are_one_class() -> None:
+    data = pd.DataFrame({"x": np.arange(10.0), "y": pd.Series([1, "1"] * 4 + ["2", 2], dtype=object)})
+    _, test = split_dataset(data, spec=make_spec(validation={"test_fraction": 0.25}))
+    # Two classes as text ("1": 8 rows, "2": 2 rows): two test rows, then one.
+    assert sorted(test["y"].astype(str)) == ["1", "1", "2"]
