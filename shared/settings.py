@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     ingest_max_memory_mb: int = Field(default=8192, ge=16)
     # Processes for train's search and cross-validation; 0 means one per core of the machine.
     train_n_jobs: int = Field(default=0, ge=0)
+    # Models evaluate keeps loaded (by their artifacts' size): a candidate it scores now is the
+    # champion that the pipeline's next candidate is compared with.
+    evaluate_model_cache_mb: int = Field(default=256, ge=0)
     # The console (services/console): a browser view of the events and APIs.
     console_host: str = "127.0.0.1"
     console_port: int = 8300

@@ -6,6 +6,7 @@ from faststream import FastStream
 
 from services.evaluate.evaluation import EvaluatePorts
 from services.evaluate.handlers import register_handlers
+from services.evaluate.loaded_models import LoadedModels
 from shared import topics
 from shared.clients.registry import RegistryClient
 from shared.service import ServiceContext, build_context, create_service_app
@@ -25,5 +26,6 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         specs=SpecStore(context.store, bucket=settings.artifacts_bucket),
         bucket=settings.artifacts_bucket,
         champion_of=RegistryClient(settings.registry_base_url).champion,
+        models=LoadedModels(context.store, budget_bytes=settings.evaluate_model_cache_mb * 1024**2),
     )
     return create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))

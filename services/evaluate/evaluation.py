@@ -16,12 +16,13 @@ import pandas as pd
 from pydantic import Field
 
 from services.evaluate.gates import apply_gates
+from services.evaluate.loaded_models import LoadedModels
 from services.evaluate.metrics import score_model
 from services.evaluate.report import render_evaluation_report, render_plot
 from shared.clients.registry import Champion
 from shared.events import ArtifactRef, ChampionComparison, GateResult, ModelTrained
 from shared.events.envelope import Frozen
-from shared.model_format import UntrustedModelError, load_model
+from shared.model_format import UntrustedModelError
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore, IntegrityError, ObjectNotFoundError
 from shared.uris import ObjectLocation, safe_segment
@@ -48,6 +49,7 @@ class EvaluatePorts:
     specs: SpecStore
     bucket: str
     champion_of: Callable[[str], Champion | None]
+    models: LoadedModels
 
 
 def evaluate(ports: EvaluatePorts, trained: ModelTrained) -> Verdict:
@@ -65,7 +67,7 @@ def evaluate(ports: EvaluatePorts, trained: ModelTrained) -> Verdict:
 def _judge(ports: EvaluatePorts, trained: ModelTrained) -> Verdict:
     try:
         # The digest is checked before a single byte is deserialised.
-        model = load_model(ports.store.get(trained.model))
+        model = ports.models.load(trained.model)
     except (IntegrityError, UntrustedModelError) as error:
         return Verdict(metrics={}, passed=False, failure_reason=f"{type(error).__name__}: {error}")
     spec = ports.specs.get(trained.pipeline, trained.spec_version)
@@ -75,7 +77,7 @@ def _judge(ports: EvaluatePorts, trained: ModelTrained) -> Verdict:
     comparison = None
     champion = ports.champion_of(trained.pipeline)
     if champion is not None and champion.run_id != trained.run_id:
-        champion_model = load_model(ports.store.get(champion.model))
+        champion_model = ports.models.load(champion.model)
         champion_scores = score_model(champion_model, test, spec=spec)
         comparison = ChampionComparison(
             champion_version=champion.version, champion_metrics=champion_scores.metrics
