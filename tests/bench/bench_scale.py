@@ -37,7 +37,7 @@ from shared.pipeline_spec import PipelineSpec, resolve_features
 from shared.storage import minio_client
 from tests.bench.bench_production import Stack, _served, _start, _stop
 from tests.bench.harness import BenchContext, remove_bucket
-from tests.bench.profile import CpuMeter
+from tests.bench.profile import CpuMeter, children_of, tree_of
 from tests.bench.report import Section, now
 from tests.synthetic import synthetic_csv, synthetic_spec
 
@@ -136,8 +136,8 @@ class MemorySampler:
         self._pids = pids
         self.peaks_mb: dict[str, float] = dict.fromkeys(pids, 0.0)
         # What each tree held before the work began (imports, caches, memory kept from earlier work).
-        children = _children()
-        self.before_mb = {name: sum(_rss_mb(p) for p in _tree(pid, children)) for name, pid in pids.items()}
+        children = children_of()
+        self.before_mb = {name: sum(_rss_mb(p) for p in tree_of(pid, children)) for name, pid in pids.items()}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MemorySampler:
@@ -152,32 +152,11 @@ class MemorySampler:
 
     async def _run(self) -> None:
         while True:
-            children = _children()
+            children = children_of()
             for name, pid in self._pids.items():
-                rss = sum(_rss_mb(p) for p in _tree(pid, children))
+                rss = sum(_rss_mb(p) for p in tree_of(pid, children))
                 self.peaks_mb[name] = max(self.peaks_mb[name], rss)
             await asyncio.sleep(0.2)
-
-
-def _children() -> dict[int, list[int]]:
-    found: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = Path(entry.path, "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            found.setdefault(parent, []).append(int(entry.name))
-    return found
-
-
-def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
 
 
 def _rss_mb(pid: int) -> float:
@@ -221,8 +200,8 @@ async def settle(pids: list[int], *, busy_cpu_s: float = 0.25, timeout_s: float 
     """Wait until the process trees of ``pids`` use under ``busy_cpu_s`` in a second; the seconds waited."""
     began = time.perf_counter()
     while time.perf_counter() - began < timeout_s:
-        children = _children()
-        trees = [p for pid in pids for p in _tree(pid, children)]
+        children = children_of()
+        trees = [p for pid in pids for p in tree_of(pid, children)]
         meter = CpuMeter({"stack": trees})
         await asyncio.sleep(1.0)
         if meter.used()["stack"] < busy_cpu_s:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from shared import topics
 from shared.clients.events import EventWatcher, publish_data_arrival
-from shared.events import ALL_EVENTS, ModelRegistered
+from shared.events import ALL_EVENTS, ModelRegistered, ModelTrained
 from shared.messaging import ensure_topics
 from shared.pipeline_spec import PipelineSpec
 from shared.settings import Settings
@@ -32,6 +33,7 @@ from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore, minio_client
 from tests.bench.bench_production import breast_cancer
 from tests.bench.harness import BenchContext, remove_bucket
+from tests.bench.profile import CpuMeter, children_of, cpu_seconds, machine_cpu_seconds, tree_of
 from tests.bench.report import Section, now
 from tests.cluster.cluster_tools import group_assignment
 from tests.integration.kafka_tools import start_group_at_end
@@ -166,16 +168,45 @@ async def _stop(stack: Stack) -> None:
             await asyncio.to_thread(remove_bucket, client, bucket)
 
 
-async def _round(stack: Stack, names: list[str], *, seed: int) -> float:
+@dataclass(frozen=True)
+class Round:
+    """One round's wall seconds and the CPU seconds each service (its worker processes included) used."""
+
+    seconds: float
+    cpu: dict[str, float]
+    # Seconds train reported fitting (ModelTrained.training_seconds), summed over the round.
+    fitting: float
+
+    def cpu_note(self) -> str:
+        used = ", ".join(f"{name} {seconds:.0f}" for name, seconds in self.cpu.items())
+        return f"{used} (fitting {self.fitting:.0f})"
+
+
+async def _round(stack: Stack, names: list[str], *, seed: int) -> Round:
     """Seconds from publishing one arrival per pipeline until every one is registered."""
     data = breast_cancer(seed=seed).to_csv(index=False).encode()
+    children = children_of()
+    meter = CpuMeter(
+        {
+            name: tree_of(process.process.pid, children)
+            for name, process in stack.processes.items()
+            if process.process is not None
+        }
+    )
+    machine, bench = machine_cpu_seconds(), cpu_seconds([os.getpid()])
     began = time.perf_counter()
     arrivals = await asyncio.gather(
         *(publish_data_arrival(stack.settings, pipeline=n, data=data, filename="bc.csv") for n in names)
     )
     for arrival in arrivals:
         await stack.watcher.wait_for(ModelRegistered, correlation_id=arrival.correlation_id, timeout=900)
-    return time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    used = meter.used()
+    used["this bench"] = cpu_seconds([os.getpid()]) - bench  # its threads; the services are counted above
+    # Kafka and MinIO, mostly.
+    used["all other processes"] = machine_cpu_seconds() - machine - sum(used.values())
+    fitted = [stack.watcher.events(ModelTrained, correlation_id=a.correlation_id) for a in arrivals]
+    return Round(seconds, used, fitting=sum(found[0].training_seconds for found in fitted if found))
 
 
 async def _members(stack: Stack) -> dict[int, set[int]]:
@@ -207,7 +238,7 @@ async def run(context: BenchContext) -> Section:
         # Unmeasured: it gives every pipeline a champion, so that each measured round's evaluations
         # score the candidate and the champion alike (a first version has none to score).
         await _round(stack, names, seed=0)
-        one = await _round(stack, names, seed=1)
+        one_round = await _round(stack, names, seed=1)
 
         second = ServiceProcess("train", label="train-2", env=stack.env, log_dir=stack.log_dir)
         stack.processes["train-2"] = second
@@ -216,16 +247,17 @@ async def run(context: BenchContext) -> Section:
         await _until(stack, lambda m: len(m) == 2 and all(m.values()), timeout=180)
         joined = time.perf_counter() - spawned
         await starting
-        two = await _round(stack, names, seed=2)
+        two_round = await _round(stack, names, seed=2)
 
         await asyncio.to_thread(second.kill)
         died = await _until(stack, lambda m: len(m) == 1 and sum(map(len, m.values())) == partitions)
         # One replica again: the baseline brackets the two-replica round, so neither the first
         # round's cold processes nor a drift of the machine's load over the run favours a side.
-        again = await _round(stack, names, seed=3)
+        again_round = await _round(stack, names, seed=3)
     finally:
         await _stop(stack)
     arrivals = len(names)
+    one, two, again = one_round.seconds, two_round.seconds, again_round.seconds
     section = Section(
         key="scaling",
         title="7. Scaling out by consumer group (train replicas, rebalances)",
@@ -248,6 +280,10 @@ async def run(context: BenchContext) -> Section:
         f"{arrivals} arrivals per round over {partitions} partitions; rounds of {one:.0f} s (one replica), "
         f"{two:.0f} s (two), then {again:.0f} s (one again, after the SIGKILL); the baseline is the mean "
         "of the two one-replica rounds"
+    )
+    section.notes.append(
+        "CPU seconds per round (the services' process trees, then the rest of the machine): "
+        f"one replica {one_round.cpu_note()}; two {two_round.cpu_note()}; one again {again_round.cpu_note()}"
     )
     section.analysis = ANALYSIS
     section.seconds = time.perf_counter() - started

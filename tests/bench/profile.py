@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -41,6 +42,37 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / _TICKS
     return total
+
+
+def children_of() -> dict[int, list[int]]:
+    """Every process's children, by parent pid, from /proc."""
+    found: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(entry.path, "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            found.setdefault(parent, []).append(int(entry.name))
+    return found
+
+
+def tree_of(pid: int, children: dict[int, list[int]]) -> list[int]:
+    """``pid`` and its descendants."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds this machine's processes kept a core busy since boot (user, nice, system, interrupts)."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    )
+    return (user + nice + system + irq + softirq) / _TICKS
 
 
 class CpuMeter:
