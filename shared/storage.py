@@ -104,7 +104,9 @@ class ArtifactStore:
         self, location: ObjectLocation, data: bytes, *, content_type: str = "application/octet-stream"
     ) -> ArtifactRef:
         """Write ``data`` once; writing the same bytes again is a no-op, other bytes a conflict."""
-        digest = sha256_hex(data)
+        return self._put(location, data, digest=sha256_hex(data), content_type=content_type)
+
+    def _put(self, location: ObjectLocation, data: bytes, *, digest: str, content_type: str) -> ArtifactRef:
         recorded = self._recorded_digest(location)
         if recorded is None:
             self._client.put_object(
@@ -170,8 +172,9 @@ class ArtifactStore:
         content_type: str = "application/octet-stream",
     ) -> ArtifactRef:
         """Write ``data`` under ``prefix/<sha256><suffix>``."""
-        key = f"{prefix.rstrip('/')}/{sha256_hex(data)}{suffix}"
-        return self.put(ObjectLocation(bucket, key), data, content_type=content_type)
+        digest = sha256_hex(data)  # once: large artifacts (a dataset's splits) take a while to hash
+        key = f"{prefix.rstrip('/')}/{digest}{suffix}"
+        return self._put(ObjectLocation(bucket, key), data, digest=digest, content_type=content_type)
 
     def copy_content_addressed(
         self,
