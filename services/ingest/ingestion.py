@@ -14,16 +14,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, cast
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from services.ingest.datasets import DatasetIndex, Outcome
 from services.ingest.reading import DatasetTooLargeError, check_fits
 from services.ingest.report import render_validation_report
 from services.ingest.row_hashes import row_hashes
-from services.ingest.split import split_rows
+from services.ingest.split import split_dataset
 from services.ingest.validation import (
     DatasetReadError,
     errors_in,
@@ -149,13 +146,10 @@ def _validate(ports: IngestPorts, *, spec: PipelineSpec, source: Source) -> Outc
             profiling = pool.submit(
                 profile_frame, frame, numeric=features.numeric, categorical=features.categorical
             )
-            # One Arrow view of the frame (its columns are shared, not copied) from which each
-            # part is taken and encoded: no pandas copy of either part is ever made.
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            parts = split_rows(frame, spec=spec, hashes=hashes)
-            for name, rows in zip(("train", "test"), parts, strict=True):
+            parts = split_dataset(frame, spec=spec, hashes=hashes)
+            for name, part in zip(("train", "test"), parts, strict=True):
                 splits[name] = pool.submit(
-                    _put_parquet, ports.store, table, rows, bucket=bucket, prefix=f"{prefix}/{name}"
+                    _put_parquet, ports.store, part, bucket=bucket, prefix=f"{prefix}/{name}"
                 )
             profile = profiling.result()
         report_html = render_validation_report(
@@ -216,16 +210,12 @@ def _put_report(
     )
 
 
-def _put_parquet(
-    store: ArtifactStore, table: pa.Table, rows: np.ndarray, *, bucket: str, prefix: str
-) -> ArtifactRef:
-    part = table.take(rows)
+def _put_parquet(store: ArtifactStore, frame: pd.DataFrame, *, bucket: str, prefix: str) -> ArtifactRef:
     buffer = io.BytesIO()
     # Dictionary encoding where values repeat (text, integers, flags): tried on float columns, whose
     # values rarely do, it costs as much as the rest of the encoding and saves nothing.
-    repeating = [field.name for field in part.schema if not pa.types.is_floating(field.type)]
-    pq.write_table(part, buffer, use_dictionary=repeating)
-    del part
+    repeating = [str(name) for name, kind in frame.dtypes.items() if not pd.api.types.is_float_dtype(kind)]
+    frame.to_parquet(buffer, index=False, use_dictionary=repeating)
     return store.put_content_addressed(buffer.getvalue(), bucket=bucket, prefix=prefix, suffix=".parquet")
 
 

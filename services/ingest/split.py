@@ -18,31 +18,29 @@ from shared.pipeline_spec import PipelineSpec
 def split_dataset(
     frame: pd.DataFrame, *, spec: PipelineSpec, hashes: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The labelled rows split into (train, test) frames at ``spec.validation.test_fraction``."""
-    train, test = split_rows(frame, spec=spec, hashes=hashes)
-    return frame.take(train).reset_index(drop=True), frame.take(test).reset_index(drop=True)
-
-
-def split_rows(
-    frame: pd.DataFrame, *, spec: PipelineSpec, hashes: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of the (train, test) rows among the labelled ones, each in the frame's order.
+    """Split the labelled rows into (train, test) at ``spec.validation.test_fraction``.
 
     ``hashes`` are the frame's ``row_hashes``, when the caller has them already.
     """
     if hashes is None:
         hashes = row_hashes(frame)
-    labelled = np.flatnonzero(frame[spec.target].notna().to_numpy())
+    labels = frame[spec.target].notna()
+    if labels.all():  # the usual case: the frame itself, not a copy of it
+        labelled = frame.reset_index(drop=True)
+    else:
+        labelled, hashes = frame[labels].reset_index(drop=True), hashes[labels.to_numpy()]
     if len(labelled) < 2:
         raise ValueError(f"{len(labelled)} labelled rows cannot be split into train and test")
     if spec.task == "classification":
-        strata = _strata(frame[spec.target].iloc[labelled])
+        strata = _strata(labelled[spec.target])
     else:
         strata = np.zeros(len(labelled), dtype=np.intp)
-    in_test = _test_rows(seeded(hashes[labelled], spec.seed), strata, fraction=spec.validation.test_fraction)
+    in_test = _test_rows(seeded(hashes, spec.seed), strata, fraction=spec.validation.test_fraction)
     if in_test.all() or not in_test.any():
         raise ValueError("the split left one side empty; more rows are needed")
-    return labelled[~in_test], labelled[in_test]
+    train = labelled[~in_test].reset_index(drop=True)
+    test = labelled[in_test].reset_index(drop=True)
+    return train, test
 
 
 def _strata(target: pd.Series) -> np.ndarray:
