@@ -136,7 +136,7 @@ class Stack:
     specs: SpecStore
 
 
-def _settings(context: BenchContext) -> tuple[Settings, dict[str, str]]:
+def _settings(context: BenchContext, *, every_core: bool = False) -> tuple[Settings, dict[str, str]]:
     tag = f"{context.run_id}-prod"
     settings = context.settings.model_copy(
         update={
@@ -150,6 +150,7 @@ def _settings(context: BenchContext) -> tuple[Settings, dict[str, str]]:
     )
     env = context.service_env(
         state_dir=settings.state_dir,
+        every_core=every_core,
         CONVEYOR_CONSUMER_GROUP_PREFIX=settings.consumer_group_prefix,
         CONVEYOR_REGISTRY_PORT=str(settings.registry_port),
         CONVEYOR_DEPLOY_PORT=str(settings.deploy_port),
@@ -161,8 +162,9 @@ def _settings(context: BenchContext) -> tuple[Settings, dict[str, str]]:
     return settings, env
 
 
-async def _start(context: BenchContext) -> Stack:
-    settings, env = _settings(context)
+async def _start(context: BenchContext, *, every_core: bool = False) -> Stack:
+    """The five services; single-threaded unless ``every_core`` (then as they run outside benchmarks)."""
+    settings, env = _settings(context, every_core=every_core)
     topics = [event.topic for event in ALL_EVENTS]
     await ensure_topics(settings, topics)
     for name in SERVICES:  # new groups skip what was published before this run

@@ -29,6 +29,8 @@ SINGLE_THREADED = {
     "MKL_NUM_THREADS": "1",
     "BENTOML_DO_NOT_TRACK": "True",
 }
+# What `conveyor up` leaves them: every core (Arrow's thread pool, too, follows OMP_NUM_THREADS).
+EVERY_CORE = {name: str(os.cpu_count() or 1) for name in SINGLE_THREADED if name.endswith("_THREADS")}
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,9 @@ class BenchContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def service_env(self, *, state_dir: Path, **settings: str) -> dict[str, str]:
-        """What a service process of a bench stack runs with: single-threaded, in ``state_dir``.
+    def service_env(self, *, state_dir: Path, every_core: bool = False, **settings: str) -> dict[str, str]:
+        """What a service process of a bench stack runs with: single-threaded (or on ``every_core``,
+        as the services run outside benchmarks), in ``state_dir``.
 
         A scratch state directory has no secrets.json, and a service's first start there would
         make up new keys that MinIO does not know: the stack's MinIO keys and tokens, explicitly.
@@ -56,6 +59,7 @@ class BenchContext:
         return {
             **env,
             **SINGLE_THREADED,
+            **(EVERY_CORE if every_core else {}),
             "CONVEYOR_MINIO_ACCESS_KEY": self.settings.minio_access_key,
             "CONVEYOR_MINIO_SECRET_KEY": self.settings.minio_secret_key.get_secret_value(),
             "CONVEYOR_API_TOKENS": self.settings.api_tokens.get_secret_value(),
