@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from services.train.fitting import fit_with_search
 from shared import topics
 from shared.clients.events import EventWatcher, publish_data_arrival
 from shared.events import ALL_EVENTS, ModelRegistered, ModelTrained
@@ -226,9 +229,33 @@ async def _until(
     return time.perf_counter() - began
 
 
+def _searches(count: int) -> float:
+    """Seconds for ``count`` of the bench's searches, one after another, in this process."""
+    spec, frame = search_spec("machine", quick=False), breast_cancer(seed=0)
+    began = time.perf_counter()
+    for _ in range(count):
+        fit_with_search(spec, frame, n_jobs=1)
+    return time.perf_counter() - began
+
+
+def machine_scaling(*, searches: int) -> float:
+    """How many times the searches two processes finish in a time one process needs, on this machine now.
+
+    The ceiling of the replicas' ratio: fitting alone, without the services, Kafka or MinIO.
+    """
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_searches, [1, 1]))  # both processes imported and warm
+        one = pool.submit(_searches, searches).result()
+        began = time.perf_counter()
+        list(pool.map(_searches, [searches, searches]))
+        two = time.perf_counter() - began
+    return (2 * searches / two) / (searches / one)
+
+
 async def run(context: BenchContext) -> Section:
     """One train replica, then two, on the same rounds; then a join and a death."""
     started = time.perf_counter()
+    ceiling = await asyncio.to_thread(machine_scaling, searches=1 if context.quick else 2)
     stack = await _start(context)
     partitions = stack.settings.kafka_partitions
     names = spread_names(f"bench-scale-{context.run_id}", partitions)
@@ -280,6 +307,10 @@ async def run(context: BenchContext) -> Section:
         f"{arrivals} arrivals per round over {partitions} partitions; rounds of {one:.0f} s (one replica), "
         f"{two:.0f} s (two), then {again:.0f} s (one again, after the SIGKILL); the baseline is the mean "
         "of the two one-replica rounds"
+    )
+    section.notes.append(
+        f"The same searches in two processes against one, nothing else running (the ceiling of the ratio "
+        f"on this machine at this time): {ceiling:.2f}x"
     )
     section.notes.append(
         "CPU seconds per round (the services' process trees, then the rest of the machine): "
