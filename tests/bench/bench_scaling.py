@@ -61,7 +61,14 @@ champions against 76-79 s without, one replica, the same search), and a round me
 against one measured second gave the ratio to that difference. Hence the unmeasured first round,
 and the baseline on both sides of the two-replica round. Pure fitting, two processes against one
 on this machine, scales 1.6-2.0x by itself (random forests on the same data, 12 fits each), so
-the round-to-round noise of a shared VM is as large as the margin over the goal.
+the round-to-round noise of a shared VM is as large as the margin over the goal. The CPU seconds
+per round say where a two-replica round's time goes: it keeps both cores busy (75 of its 78
+core-seconds in the run of 2026-12-04 01:11 UTC), with the services other than train, Kafka and
+MinIO taking 11 of them, and fitting itself costs more CPU than with one replica (64 against 58
+core-seconds for the same searches then; 87 against 71 in the run of 00:47, when the ratio was
+1.35x): the second vCPU of this VM does not always give a second core's worth. Evaluate now keeps
+the models it loaded (a candidate is its pipeline's next champion), yet still used 3-4
+core-seconds a round, as before: loading the champion was not where its time went.
 """
 
 
