@@ -86,7 +86,15 @@ decoded table once it is a frame. What remains at 2M rows in a warm process (6.5
 now share one hash per row. Train starts its search processes with the service and keeps them
 warm: before, the first search that needed them waited for their start and imports (a 5-fold
 search on 80k rows took 4.8 s on cold workers, 1.5 s on warm ones and 2.2 s on one thread, in
-process), which is what the 100k row's train time measured.
+process), which is what the 100k row's train time measured. On 2026-12-04: a one-candidate
+search fits its final model on the workers beside the folds, instead of alone after them; the
+split picks each stratum's test rows by partition rather than by sorting the rows (0.12 to 0.04 s
+at 500k rows); and this bench runs the services on every core, as `conveyor up` does. What is left
+of ingest at 500k rows in process (1.4-1.6 s on an idle machine): hashing the file 0.1 s, decoding
+0.4-0.55 s beside the raw file's server-side copy, hashing the rows, validating and splitting
+0.15 s, then the profile beside the train split's encoding and upload (0.75 s, of which 0.3 s is
+the 40 MB upload and its hashing); a plain `read_csv` takes 0.4-0.65 s. The bench's noise is as
+large as the margins: the same 100k-row train stage took 1.74-3.39 s in four runs.
 """
 
 
