@@ -17,12 +17,11 @@ from typing import BinaryIO, Literal, cast
 import pandas as pd
 
 from services.ingest.datasets import DatasetIndex, Outcome
-from services.ingest.reading import DatasetTooLargeError, check_fits
+from services.ingest.reading import DatasetReadError, DatasetTooLargeError, check_fits
 from services.ingest.report import render_validation_report
 from services.ingest.row_hashes import row_hashes
 from services.ingest.split import split_dataset
 from services.ingest.validation import (
-    DatasetReadError,
     errors_in,
     read_dataset,
     unreadable,

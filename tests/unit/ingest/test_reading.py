@@ -7,8 +7,8 @@ import io
 import pandas as pd
 import pytest
 
-from services.ingest.reading import DatasetTooLargeError, check_fits, decode
-from services.ingest.validation import DatasetReadError, read_dataset
+from services.ingest.reading import DatasetReadError, DatasetTooLargeError, check_fits, decode
+from services.ingest.validation import read_dataset
 from shared.profile import as_categories
 from tests.synthetic import synthetic_csv
 

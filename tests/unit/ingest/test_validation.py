@@ -9,21 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.ingest.validation import (
-    DatasetReadError,
+from services.ingest.reading import DatasetReadError
+from services.ingest.rules.bias import check_imbalance, check_label_bias
+from services.ingest.rules.quality import (
     check_classes,
     check_duplicates,
-    check_imbalance,
-    check_label_bias,
     check_min_rows,
     check_missing,
     check_not_empty,
-    errors_in,
-    read_dataset,
-    unreadable,
-    validate_dataset,
-    warnings_in,
 )
+from services.ingest.validation import errors_in, read_dataset, unreadable, validate_dataset, warnings_in
 from shared.events.envelope import RuleResult
 from shared.pipeline_spec import PipelineSpec
 from shared.profile import profile_frame

@@ -1,0 +1,1 @@
+"""The validation rules, one module per group (the first part of each rule's name)."""
