@@ -31,9 +31,11 @@ from shared.settings import Settings
 from shared.storage import minio_client
 from shared.uris import safe_segment
 
-# 16 MiB parts, 4 in flight: a 1 GiB file is 64 parts and at most 64 MiB is held at once.
+# Parts of up to 16 MiB, 4 in flight: a 1 GiB file is 64 parts and at most 64 MiB is held at once.
 PART_SIZE = 16 * 1024 * 1024
 PARALLEL_PARTS = 4
+# S3's smallest part (but the last).
+MIN_PART_SIZE = 5 * 1024 * 1024
 
 
 class UploadProgress(Protocol):
@@ -68,11 +70,20 @@ def upload_file(
             key,
             stream,
             length,
-            part_size=PART_SIZE,
+            part_size=part_size(length),
             num_parallel_uploads=PARALLEL_PARTS,
             progress=progress,
         )
     return f"s3://{settings.landing_bucket}/{key}"
+
+
+def part_size(length: int) -> int:
+    """Parts small enough that a file of a few parts still uploads them side by side.
+
+    A 12 MB file in one 16 MiB part went up in one request; in three 5 MiB parts it takes about
+    the time of the MinIO client's own ``fput_object`` (0.14 against 0.16 s here).
+    """
+    return min(PART_SIZE, max(MIN_PART_SIZE, -(-length // PARALLEL_PARTS)))
 
 
 @contextmanager
