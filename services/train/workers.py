@@ -21,6 +21,9 @@ from joblib import Parallel, delayed, parallel_config
 IDLE_S = 3600
 # How often a worker checks that the service that started it is still there.
 PARENT_CHECK_S = 1.0
+# How long warming may take before train goes on with the workers that are up.
+WARM_TIMEOUT_S = 60.0
+_READY_HOLD_S = 0.05
 
 
 @contextmanager
@@ -39,14 +42,21 @@ def warm(n_jobs: int) -> set[int]:
     """Start ``n_jobs`` workers with the fitting code imported; their pids (none for one job)."""
     if n_jobs < 2:
         return set()
+    ready: set[int] = set()
+    deadline = time.monotonic() + WARM_TIMEOUT_S
     with search_workers():
-        return set(Parallel(n_jobs=n_jobs)(delayed(_ready)() for _ in range(n_jobs * 2)))
+        # A worker that is up first can take every task of a round while another still starts;
+        # rounds go on until each worker has run one.
+        while len(ready) < n_jobs and time.monotonic() < deadline:
+            ready |= set(Parallel(n_jobs=n_jobs)(delayed(_ready)() for _ in range(n_jobs)))
+    return ready
 
 
 def _ready() -> int:
     # Runs in a worker: what every search unpickles there, imported once, now.
     import services.train.fitting  # noqa: F401
 
+    time.sleep(_READY_HOLD_S)  # held a moment, so that an idle worker takes the next task
     return os.getpid()
 
 
