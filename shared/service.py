@@ -104,6 +104,28 @@ def create_service_app(
     return app
 
 
+def after_startup_in_thread(app: FastStream, work: Callable[[], object]) -> None:
+    """Run ``work`` in a thread once ``app`` has started; the service takes events meanwhile.
+
+    For what the first event would otherwise wait for (worker processes, imports). A failure is
+    logged, never fatal: the first event then pays for the work itself.
+    """
+    running: set[asyncio.Future[object]] = set()
+    logger = logging.getLogger("conveyor.service")
+
+    def finished(task: asyncio.Future[object]) -> None:
+        running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("work after startup failed: %r", task.exception())
+
+    async def start() -> None:
+        task = asyncio.ensure_future(asyncio.to_thread(work))
+        running.add(task)  # asyncio keeps only weak references to tasks
+        task.add_done_callback(finished)
+
+    app.after_startup(start)
+
+
 def run_app(name: str, create_app: Callable[[], FastStream]) -> None:
     """Run a service until SIGINT or SIGTERM, logging JSON lines."""
     configure_logging(name)

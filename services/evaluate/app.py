@@ -9,7 +9,8 @@ from services.evaluate.handlers import register_handlers
 from services.evaluate.loaded_models import LoadedModels
 from shared import topics
 from shared.clients.registry import RegistryClient
-from shared.service import ServiceContext, build_context, create_service_app
+from shared.pipeline_spec import import_estimators
+from shared.service import ServiceContext, after_startup_in_thread, build_context, create_service_app
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 
@@ -28,4 +29,6 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         champion_of=RegistryClient(settings.registry_base_url).champion,
         models=LoadedModels(context.store, budget_bytes=settings.evaluate_model_cache_mb * 1024**2),
     )
-    return create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))
+    app = create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))
+    after_startup_in_thread(app, import_estimators)  # reading a spec imports its estimator
+    return app

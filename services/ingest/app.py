@@ -8,7 +8,8 @@ from services.ingest.datasets import DatasetIndex
 from services.ingest.handlers import register_handlers
 from services.ingest.ingestion import IngestPorts
 from shared import topics
-from shared.service import ServiceContext, build_context, create_service_app
+from shared.pipeline_spec import import_estimators
+from shared.service import ServiceContext, after_startup_in_thread, build_context, create_service_app
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.uris import AllowedLocation
@@ -28,4 +29,6 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         landing=AllowedLocation(settings.landing_bucket),
         max_memory_mb=settings.ingest_max_memory_mb,
     )
-    return create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))
+    app = create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))
+    after_startup_in_thread(app, import_estimators)  # reading a spec imports its estimator
+    return app

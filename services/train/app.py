@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 
 from faststream import FastStream
@@ -11,7 +11,7 @@ from services.train.handlers import register_handlers
 from services.train.training import TrainPorts
 from services.train.workers import warm
 from shared import topics
-from shared.service import ServiceContext, build_context, create_service_app
+from shared.service import ServiceContext, after_startup_in_thread, build_context, create_service_app
 from shared.settings import Settings
 from shared.spec_store import SpecStore
 
@@ -31,14 +31,7 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         n_jobs=settings.train_n_jobs or os.cpu_count() or 1,
     )
     app = create_service_app(context, topics=TOPICS, register=lambda ctx: register_handlers(ctx, ports))
-    warming: set[asyncio.Task[set[int]]] = set()
-
-    @app.after_startup
-    async def warm_workers() -> None:
-        # In the background: the service takes events meanwhile, and a search that comes first
-        # waits for the same workers rather than starting its own.
-        task = asyncio.create_task(asyncio.to_thread(warm, ports.n_jobs))
-        warming.add(task)
-        task.add_done_callback(warming.discard)
-
+    # A search that comes before the workers are warm waits for the same workers rather than
+    # starting its own.
+    after_startup_in_thread(app, functools.partial(warm, ports.n_jobs))
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -288,3 +290,18 @@ def test_declared_features_win_and_previous_profile_pins() -> None:
     previous = profile_frame(frame(), numeric=["age"], categorical=["plan"])
     pinned = resolve_features(minimal, frame().assign(extra=1.0), previous=previous)
     assert pinned.columns == ("age", "plan")
+
+
+def test_import_estimators_imports_every_allow_listed_module_ahead_of_a_spec_read() -> None:
+    # In a fresh interpreter: this test process has imported scikit-learn already.
+    code = (
+        "import sys\n"
+        "from shared.pipeline_spec import ESTIMATORS, import_estimators\n"
+        "modules = {path.rpartition('.')[0] for path in ESTIMATORS}\n"
+        "assert not modules & set(sys.modules), modules & set(sys.modules)\n"
+        "import_estimators()\n"
+        "print(sorted(modules - set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
