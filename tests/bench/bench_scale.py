@@ -36,6 +36,7 @@ from shared.clients.events import publish_data_arrival
 from shared.events import DatasetValidated, Event, ModelApproved, ModelDeployed, ModelEvaluated, ModelTrained
 from shared.pipeline_spec import PipelineSpec, resolve_features
 from shared.storage import minio_client
+from tests.bench import machine_floor
 from tests.bench.bench_production import Stack, _served, _start, _stop
 from tests.bench.harness import BenchContext, remove_bucket
 from tests.bench.profile import CpuMeter, children_of, tree_of
@@ -175,11 +176,14 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def one_size(stack: Stack, *, rows: int, path: Path, row: dict[str, object]) -> dict[str, float]:
+async def one_size(
+    stack: Stack, *, rows: int, path: Path, row: dict[str, object], minio_pid: int | None = None
+) -> dict[str, float]:
     """Seconds from the upload's start to the endpoint serving, per stage, and each service's peak MB."""
     name = f"bench-scale-{rows // 1000}k-{uuid.uuid4().hex[:6]}"
     stack.specs.apply(synthetic_spec(name))
     pids = {n: p.process.pid for n, p in stack.processes.items() if p.process is not None}
+    minio_cpu = CpuMeter({"minio": [minio_pid] if minio_pid else []})
     async with MemorySampler(pids) as memory:
         began = time.perf_counter()
         arrival = await publish_data_arrival(stack.settings, pipeline=name, data=path)
@@ -193,11 +197,16 @@ async def one_size(stack: Stack, *, rows: int, path: Path, row: dict[str, object
                 raise TimeoutError(f"{deployed.endpoint_url} did not serve version {deployed.version}")
             await asyncio.sleep(0.05)
         figures = {"arrival → serving": time.perf_counter() - began, "upload + publish": uploaded}
+    figures["minio cpu s"] = minio_cpu.used()["minio"]
     previous = arrival.occurred_at
     for stage, event_type in STAGES:
         found = stack.watcher.events(event_type, correlation_id=arrival.correlation_id)
         figures[stage] = (found[0].occurred_at - previous).total_seconds()
         previous = found[0].occurred_at
+    validated = stack.watcher.events(DatasetValidated, correlation_id=arrival.correlation_id)[0]
+    assert isinstance(validated, DatasetValidated)
+    stored = (validated.raw, validated.train, validated.test)
+    figures["ingest stored MB"] = sum(ref.size_bytes for ref in stored if ref is not None) / 1024**2
     trained = stack.watcher.events(ModelTrained, correlation_id=arrival.correlation_id)[0]
     figures["fit inside train"] = trained.training_seconds
     figures |= {f"peak MB {service}": mb for service, mb in memory.peaks_mb.items()}
@@ -237,11 +246,19 @@ async def run(context: BenchContext) -> Section:
         # imports and caches (seconds, and the ingest process's memory), which do not grow with data.
         path, row = await asyncio.to_thread(_written, data_dir, WARM_UP_ROWS)
         await one_size(stack, rows=WARM_UP_ROWS, path=path, row=row)
+        minio_pid = machine_floor.minio_pid(context.settings.state_dir)
+        floor = await asyncio.to_thread(
+            machine_floor.minio_write_cost,
+            minio_client(context.settings),
+            stack.settings.artifacts_bucket,
+            minio_pid=minio_pid,
+        )
+        floor |= await asyncio.to_thread(machine_floor.memory_touch_cost)
         for rows in sizes:
             path, row = await asyncio.to_thread(_written, data_dir, rows)
             pids = [p.process.pid for p in stack.processes.values() if p.process is not None]
             settled = await settle(pids)
-            conveyor[rows] = await one_size(stack, rows=rows, path=path, row=row)
+            conveyor[rows] = await one_size(stack, rows=rows, path=path, row=row, minio_pid=minio_pid)
             conveyor[rows]["settled before"] = settled
             conveyor[rows]["settled before baseline"] = await settle(pids)
             spec = synthetic_spec("baseline")
@@ -252,7 +269,7 @@ async def run(context: BenchContext) -> Section:
             print(f"scale {rows}: {conveyor[rows]} | baseline {plain[rows]}", flush=True)
     finally:
         await _stop(stack)
-    return _section(context, conveyor, plain, started=started)
+    return _section(context, conveyor, plain, floor=floor, started=started)
 
 
 def _written(data_dir: Path, rows: int) -> tuple[Path, dict[str, object]]:
@@ -269,6 +286,7 @@ def _section(
     conveyor: dict[int, dict[str, float]],
     plain: dict[int, dict[str, float]],
     *,
+    floor: dict[str, float],
     started: float,
 ) -> Section:
     section = Section(
@@ -314,7 +332,8 @@ def _section(
             f"{c['settled before']:.0f} s before, {c['settled before baseline']:.0f} s before the baseline. "
             f"Baseline (s): read_csv {p['read_csv']:.2f}, "
             f"fit {p['fit']:.2f}, 5-fold CV {p['cv']:.2f}, fput_object {p['fput_object']:.2f}; "
-            f"decoded frame {p['decoded_mb']:.0f} MiB"
+            f"decoded frame {p['decoded_mb']:.0f} MiB; ingest stored {c['ingest stored MB']:.0f} MiB "
+            f"(the raw file's copy and the splits); MinIO used {c['minio cpu s']:.1f} CPU-s in the round"
         )
         section.notes.append(
             f"{size}, peak RSS of each service's process tree, and before the arrival (MiB): "
@@ -339,6 +358,7 @@ def _section(
             "(slope of log time on log rows; 1 = linear): "
             + "; ".join(f"{stage} {value:.2f}" for stage, value in growth.items())
         )
+    section.notes.append(machine_floor.describe(floor))
     section.analysis = ANALYSIS
     section.seconds = time.perf_counter() - started
     section.finished_at = now()
