@@ -95,7 +95,17 @@ of ingest at 500k rows in process (1.4-1.6 s on an idle machine): hashing the fi
 0.4-0.55 s beside the raw file's server-side copy, hashing the rows, validating and splitting
 0.15 s, then the profile beside the train split's encoding and upload (0.75 s, of which 0.3 s is
 the 40 MB upload and its hashing); a plain `read_csv` takes 0.4-0.65 s. The bench's noise is as
-large as the margins: the same 100k-row train stage took 1.74-3.39 s in four runs.
+large as the margins: the same 100k-row train stage took 1.74-3.39 s in four runs. Two costs of
+this machine, measured in every run since 2026-12-04 04:38 UTC (the last note above), bound what
+ingest can reach. MinIO stores 50-110 MiB/s and spends about 9 ms of its own CPU per MiB on the
+same two cores; ingest stores the raw file's copy and both splits (109 MiB at 500k rows, 434 MiB
+at 2M), so storing alone costs MinIO about 1 s of CPU at 500k and 4 s at 2M, against a budget of
+three `read_csv`s (1.2-3.3 s at 500k, 3.2-9.5 s at 2M in the runs of 2026-12-04). And the VM hands freed
+memory back to its host after about two seconds (virtio-balloon free page reporting): touching
+200 MiB took 1.45-2.2 s after a few idle seconds against 0.02-0.07 s right after it was freed. A
+stage pays for the new memory it needs, so ingest, which needs 2.6-3.6x the decoded frame, pays
+about three times what `read_csv` pays: in process at 500k rows, ingest took 1.27-1.87 s right
+after the previous ingest and 1.88-2.20 s after 5 idle seconds.
 """
 
 
