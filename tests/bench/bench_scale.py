@@ -39,7 +39,7 @@ from shared.storage import minio_client
 from tests.bench import machine_floor
 from tests.bench.bench_production import Stack, _served, _start, _stop
 from tests.bench.harness import BenchContext, remove_bucket
-from tests.bench.profile import CpuMeter, children_of, tree_of
+from tests.bench.profile import CpuMeter, children_of, settle, tree_of
 from tests.bench.report import Section, now
 from tests.synthetic import synthetic_csv, synthetic_spec
 
@@ -222,19 +222,6 @@ async def one_size(
     figures |= {f"peak MB {service}": mb for service, mb in memory.peaks_mb.items()}
     figures |= {f"before MB {service}": mb for service, mb in memory.before_mb.items()}
     return figures
-
-
-async def settle(pids: list[int], *, busy_cpu_s: float = 0.25, timeout_s: float = 120.0) -> float:
-    """Wait until the process trees of ``pids`` use under ``busy_cpu_s`` in a second; the seconds waited."""
-    began = time.perf_counter()
-    while time.perf_counter() - began < timeout_s:
-        children = children_of()
-        trees = [p for pid in pids for p in tree_of(pid, children)]
-        meter = CpuMeter({"stack": trees})
-        await asyncio.sleep(1.0)
-        if meter.used()["stack"] < busy_cpu_s:
-            break
-    return time.perf_counter() - began
 
 
 def exponent(sizes: list[int], seconds: list[float]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import statistics
@@ -134,3 +135,16 @@ def _category(frames: list[str]) -> str:
         if any(marker in frame for frame in frames for marker in markers):
             return name
     return CATEGORIES[-1][0]
+
+
+async def settle(pids: list[int], *, busy_cpu_s: float = 0.25, timeout_s: float = 120.0) -> float:
+    """Wait until the process trees of ``pids`` use under ``busy_cpu_s`` in a second; the seconds waited."""
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout_s:
+        children = children_of()
+        trees = [p for pid in pids for p in tree_of(pid, children)]
+        meter = CpuMeter({"stack": trees})
+        await asyncio.sleep(1.0)
+        if meter.used()["stack"] < busy_cpu_s:
+            break
+    return time.perf_counter() - began
