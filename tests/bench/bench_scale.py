@@ -193,7 +193,7 @@ async def one_size(
     name = f"bench-scale-{rows // 1000}k-{uuid.uuid4().hex[:6]}"
     stack.specs.apply(synthetic_spec(name))
     pids = {n: p.process.pid for n, p in stack.processes.items() if p.process is not None}
-    minio_cpu = CpuMeter({"minio": [minio_pid] if minio_pid else []})
+    minio_cpu = CpuMeter({"minio": [minio_pid]} if minio_pid else {})
     async with MemorySampler(pids) as memory:
         began = time.perf_counter()
         arrival = await publish_data_arrival(stack.settings, pipeline=name, data=path)
@@ -207,7 +207,8 @@ async def one_size(
                 raise TimeoutError(f"{deployed.endpoint_url} did not serve version {deployed.version}")
             await asyncio.sleep(0.05)
         figures = {"arrival → serving": time.perf_counter() - began, "upload + publish": uploaded}
-    figures["minio cpu s"] = minio_cpu.used()["minio"]
+    if minio_pid:
+        figures["minio cpu s"] = minio_cpu.used()["minio"]
     previous = arrival.occurred_at
     for stage, event_type in STAGES:
         found = stack.watcher.events(event_type, correlation_id=arrival.correlation_id)
@@ -243,7 +244,7 @@ async def run(context: BenchContext) -> Section:
         # imports and caches (seconds, and the ingest process's memory), which do not grow with data.
         path, row = await asyncio.to_thread(_written, data_dir, WARM_UP_ROWS)
         await one_size(stack, rows=WARM_UP_ROWS, path=path, row=row)
-        minio_pid = machine_floor.minio_pid(context.settings.state_dir)
+        minio_pid = machine_floor.minio_pid(context.settings)
         floor = await asyncio.to_thread(
             machine_floor.minio_write_cost,
             minio_client(context.settings),
@@ -330,7 +331,8 @@ def _section(
             f"Baseline (s): read_csv {p['read_csv']:.2f}, "
             f"fit {p['fit']:.2f}, 5-fold CV {p['cv']:.2f}, fput_object {p['fput_object']:.2f}; "
             f"decoded frame {p['decoded_mb']:.0f} MiB; ingest stored {c['ingest stored MB']:.0f} MiB "
-            f"(the raw file's copy and the splits); MinIO used {c['minio cpu s']:.1f} CPU-s in the round"
+            "(the raw file's copy and the splits)"
+            + (f"; MinIO used {c['minio cpu s']:.1f} CPU-s in the round" if "minio cpu s" in c else "")
         )
         section.notes.append(
             f"{size}, peak RSS of each service's process tree, and before the arrival (MiB): "

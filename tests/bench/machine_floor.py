@@ -18,10 +18,11 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 from minio import Minio
 
+from infra import stack as infra_stack
+from shared.settings import Settings
 from tests.bench.profile import cpu_seconds
 
 WRITE_MB = 100
@@ -61,13 +62,9 @@ def memory_touch_cost() -> dict[str, float]:
     return {"touch first s": first, "touch again s": again}
 
 
-def minio_pid(state_dir: Path) -> int | None:
-    """The pid of the MinIO server that the infra of ``state_dir`` started, if it recorded one."""
-    pidfile = state_dir / "run" / "minio.pid"
-    try:
-        return int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
+def minio_pid(settings: Settings) -> int | None:
+    """The pid of the MinIO server that the infra of ``settings`` runs, if it is running."""
+    return next((server.pid for server in infra_stack.status(settings) if server.name == "minio"), None)
 
 
 def describe(figures: dict[str, float]) -> str:

@@ -41,7 +41,8 @@ async def test_failing_work_is_logged_and_the_app_stays_up(
     def work() -> None:
         raise RuntimeError("no workers today")
 
-    app = FastStream(create_broker(settings))
+    broker = create_broker(settings)
+    app = FastStream(broker)
     after_startup_in_thread(app, work)
     with caplog.at_level(logging.WARNING, logger="conveyor.service"):
         await app.start()
@@ -52,5 +53,6 @@ async def test_failing_work_is_logged_and_the_app_stays_up(
                 await asyncio.sleep(0.1)
             assert "work after startup failed" in caplog.text
             assert "no workers today" in caplog.text
+            assert await broker.ping(timeout=10)  # the app is still up and connected
         finally:
             await app.stop()
