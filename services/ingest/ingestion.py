@@ -14,13 +14,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, cast
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from services.ingest.datasets import DatasetIndex, Outcome
 from services.ingest.reading import DatasetReadError, DatasetTooLargeError, check_fits
 from services.ingest.report import render_validation_report
 from services.ingest.row_hashes import row_hashes
-from services.ingest.split import split_dataset
+from services.ingest.split import split_rows
 from services.ingest.validation import (
     errors_in,
     read_dataset,
@@ -38,6 +41,9 @@ from shared.uris import AllowedLocation, ObjectLocation, UnsafeUriError
 Format = Literal["csv", "parquet"]
 # Hashing reads the object in chunks of this size (one ranged GET each).
 _CHUNK = 16 * 1024 * 1024
+# A split is copied out of the frame and encoded this many rows at a time (one Parquet row group
+# each), so storing it needs a slice's memory rather than a second copy of the data.
+_ROWS_PER_GROUP = 131_072
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -145,10 +151,12 @@ def _validate(ports: IngestPorts, *, spec: PipelineSpec, source: Source) -> Outc
             profiling = pool.submit(
                 profile_frame, frame, numeric=features.numeric, categorical=features.categorical
             )
-            parts = split_dataset(frame, spec=spec, hashes=hashes)
-            for name, part in zip(("train", "test"), parts, strict=True):
+            # The frame's columns as Arrow arrays: its numbers and Arrow-backed text are shared, not copied.
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            parts = split_rows(frame, spec=spec, hashes=hashes)
+            for name, rows in zip(("train", "test"), parts, strict=True):
                 splits[name] = pool.submit(
-                    _put_parquet, ports.store, part, bucket=bucket, prefix=f"{prefix}/{name}"
+                    _put_parquet, ports.store, table, rows, bucket=bucket, prefix=f"{prefix}/{name}"
                 )
             profile = profiling.result()
         report_html = render_validation_report(
@@ -209,12 +217,17 @@ def _put_report(
     )
 
 
-def _put_parquet(store: ArtifactStore, frame: pd.DataFrame, *, bucket: str, prefix: str) -> ArtifactRef:
+def _put_parquet(
+    store: ArtifactStore, table: pa.Table, rows: np.ndarray, *, bucket: str, prefix: str
+) -> ArtifactRef:
+    """Store the table's ``rows`` (positions) as Parquet."""
     buffer = io.BytesIO()
     # Dictionary encoding where values repeat (text, integers, flags): tried on float columns, whose
     # values rarely do, it costs as much as the rest of the encoding and saves nothing.
-    repeating = [str(name) for name, kind in frame.dtypes.items() if not pd.api.types.is_float_dtype(kind)]
-    frame.to_parquet(buffer, index=False, use_dictionary=repeating)
+    repeating = [field.name for field in table.schema if not pa.types.is_floating(field.type)]
+    with pq.ParquetWriter(buffer, table.schema, use_dictionary=repeating) as writer:
+        for start in range(0, len(rows), _ROWS_PER_GROUP):
+            writer.write_table(table.take(rows[start : start + _ROWS_PER_GROUP]))
     return store.put_content_addressed(buffer.getvalue(), bucket=bucket, prefix=prefix, suffix=".parquet")
 
 

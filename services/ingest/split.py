@@ -15,32 +15,31 @@ from services.ingest.row_hashes import row_hashes, seeded
 from shared.pipeline_spec import PipelineSpec
 
 
-def split_dataset(
+def split_rows(
     frame: pd.DataFrame, *, spec: PipelineSpec, hashes: np.ndarray | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the labelled rows into (train, test) at ``spec.validation.test_fraction``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the (train, test) rows among the labelled ones, in frame order.
 
-    ``hashes`` are the frame's ``row_hashes``, when the caller has them already.
+    Positions rather than frames: the caller copies each side a slice at a time as it stores
+    it, instead of holding both copies beside the frame. ``hashes`` are the frame's
+    ``row_hashes``, when the caller has them already.
     """
     if hashes is None:
         hashes = row_hashes(frame)
-    labels = frame[spec.target].notna()
-    if labels.all():  # the usual case: the frame itself, not a copy of it
-        labelled = frame.reset_index(drop=True)
-    else:
-        labelled, hashes = frame[labels].reset_index(drop=True), hashes[labels.to_numpy()]
+    labels = frame[spec.target].notna().to_numpy()
+    labelled = np.flatnonzero(labels)
     if len(labelled) < 2:
         raise ValueError(f"{len(labelled)} labelled rows cannot be split into train and test")
+    if not labels.all():
+        hashes = hashes[labels]
     if spec.task == "classification":
-        strata = _strata(labelled[spec.target])
+        strata = _strata(frame[spec.target].iloc[labelled])
     else:
         strata = np.zeros(len(labelled), dtype=np.intp)
     in_test = _test_rows(seeded(hashes, spec.seed), strata, fraction=spec.validation.test_fraction)
     if in_test.all() or not in_test.any():
         raise ValueError("the split left one side empty; more rows are needed")
-    train = labelled[~in_test].reset_index(drop=True)
-    test = labelled[in_test].reset_index(drop=True)
-    return train, test
+    return labelled[~in_test], labelled[in_test]
 
 
 def _strata(target: pd.Series) -> np.ndarray:
