@@ -42,6 +42,14 @@ def split_rows(
     return labelled[~in_test], labelled[in_test]
 
 
+def split_dataset(
+    frame: pd.DataFrame, *, spec: PipelineSpec, hashes: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (train, test) frames at the positions ``split_rows`` gives: the rows ingest stores."""
+    train, test = split_rows(frame, spec=spec, hashes=hashes)
+    return frame.take(train).reset_index(drop=True), frame.take(test).reset_index(drop=True)
+
+
 def _strata(target: pd.Series) -> np.ndarray:
     """A code per row: rows whose labels read the same as text (1, 1.0 and "1" apart) share one."""
     codes, labels = pd.factorize(target)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from services.ingest.row_hashes import row_hashes
-from services.ingest.split import split_rows
+from services.ingest.split import split_dataset, split_rows
 from shared.pipeline_spec import PipelineSpec
 
 
@@ -27,14 +27,6 @@ def frame(rows: int = 100, *, minority: int = 20, start: int = 0) -> pd.DataFram
             "y": ["a"] * (rows - minority) + ["b"] * minority,
         }
     )
-
-
-def split_dataset(
-    data: pd.DataFrame, *, spec: PipelineSpec, hashes: np.ndarray | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The (train, test) frames at the positions ``split_rows`` gives, as ingest stores them."""
-    train, test = split_rows(data, spec=spec, hashes=hashes)
-    return data.take(train).reset_index(drop=True), data.take(test).reset_index(drop=True)
 
 
 def test_positions_are_in_frame_order_and_cover_the_labelled_rows() -> None:
