@@ -14,6 +14,7 @@ from shared.profile import (
     population_stability_index,
     profile_frame,
     psi_by_feature,
+    sorted_quantiles,
 )
 
 
@@ -136,3 +137,10 @@ def test_one_spelling_per_category() -> None:
     assert as_categories(values).tolist()[:4] == ["1", "1", "1", "True"]
     assert pd.isna(as_categories(values).iloc[4])
     assert as_categories(values).iloc[5] == "2.5"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 10, 101, 4_999])
+def test_sorted_quantiles_are_numpys_to_the_bit(size: int) -> None:
+    values = np.sort(np.random.default_rng(size).normal(size=size).round(3))
+    wanted = np.array([0.0, 0.05, 0.1, 0.25, 1 / 3, 0.5, 0.75, 0.9, 0.95, 1.0])
+    np.testing.assert_array_equal(sorted_quantiles(values, wanted), np.quantile(values, wanted))
