@@ -43,7 +43,7 @@ Format = Literal["csv", "parquet"]
 _CHUNK = 16 * 1024 * 1024
 # A split is copied out of the frame and encoded this many rows at a time (one Parquet row group
 # each), so storing it needs a slice's memory rather than a second copy of the data.
-_ROWS_PER_GROUP = 131_072
+_ROWS_PER_GROUP = 65_536
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
