@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -48,17 +48,25 @@ async def publish_data_arrival(
     suffix = Path(filename).suffix.lower()
     if suffix not in _FORMATS:
         raise ValueError(f"{filename!r}: Conveyor ingests .csv and .parquet files")
-    uri = await asyncio.to_thread(
-        upload_file, settings, pipeline=pipeline, filename=filename, data=data, progress=progress
-    )
     # The arrival starts the trace that every service's spans join (the context rides in Kafka headers).
     telemetry = setup_telemetry(producer, settings)
     broker = create_broker(settings, telemetry=telemetry)
-    await broker.connect()
-    # Stamped once the broker is connected: the arrival occurs when it is announced, so the time
-    # to the next event is ingest's, not this client's connection to Kafka.
-    event = DataArrived.first(producer=producer, pipeline=pipeline, uri=uri, format=_FORMATS[suffix])
     try:
+        # Kafka's handshake runs beside the upload rather than after it.
+        uploaded, connected = await asyncio.gather(
+            asyncio.to_thread(
+                upload_file, settings, pipeline=pipeline, filename=filename, data=data, progress=progress
+            ),
+            broker.connect(),
+            return_exceptions=True,
+        )
+        for outcome in (uploaded, connected):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        # Stamped once the file is stored and the broker connected: the arrival occurs when it is
+        # announced, so the time to the next event is ingest's, not this client's.
+        uri = cast(str, uploaded)
+        event = DataArrived.first(producer=producer, pipeline=pipeline, uri=uri, format=_FORMATS[suffix])
         tracer = telemetry.tracer_provider.get_tracer("conveyor.sdk")
         attributes = {"conveyor.pipeline": pipeline, "conveyor.correlation_id": str(event.correlation_id)}
         with tracer.start_as_current_span("data arrival", attributes=attributes):
