@@ -4,8 +4,10 @@
 reader parses blocks on every core straight from a stream (a ranged-GET reader over MinIO), so
 the raw text is never held whole. The options below give the frame pandas would have given:
 the same missing-value spellings, empty strings as missing, ``True``/``False`` as booleans and
-dates left as text. Anything Arrow refuses or reads differently (duplicate or empty column names,
-a type that changes after the first block, ragged rows) is read again by pandas, as before.
+dates left as text. Column types come from the file's first MiB and are fixed for the read, so
+each block is converted once and dropped; should a later row disagree, Arrow reads the file again
+inferring every block. Anything Arrow refuses or reads differently (duplicate or empty column
+names, ragged rows) is read again by pandas, as before.
 
 Memory is decided before decoding: a file whose frame would not fit in ``max_memory_mb`` is
 refused with the figures, instead of the service being killed half-way.
@@ -13,6 +15,7 @@ refused with the figures, instead of the service being killed half-way.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable
 from typing import BinaryIO, Literal
@@ -32,6 +35,8 @@ NA_VALUES = (
 )  # fmt: skip
 # Blocks of 8 MiB: one ranged GET each, parsed in parallel; types are inferred from the first.
 _READ = pa_csv.ReadOptions(block_size=8 * 1024 * 1024)
+# Column types are inferred from the file's first MiB, then fixed for the whole read.
+_PROBE_BYTES = 1024 * 1024
 _TEXTUAL = (pa.types.is_temporal, pa.types.is_binary, pa.types.is_large_binary)
 # Peak memory while decoding, per byte of the decoded frame (Arrow table, pandas frame, the
 # checks' temporaries and the split), measured with the bench's synthetic data; see BENCHMARKS.md.
@@ -79,7 +84,7 @@ def decode(source: Callable[[], Source], *, fmt: Format) -> pd.DataFrame:
 
 def _csv(source: Callable[[], Source]) -> pd.DataFrame:
     try:
-        table = _arrow_csv(_file(source()))
+        table = _arrow_csv(source)
     except (pa.ArrowInvalid, _PandasReads):
         return pd.read_csv(_file(source()))
     return table.to_pandas(split_blocks=True, self_destruct=True)
@@ -89,30 +94,72 @@ class _PandasReads(Exception):
     """Arrow read the file, but not as pandas would: pandas reads it."""
 
 
-def _arrow_csv(file: BinaryIO, *, as_text: tuple[str, ...] = ()) -> pa.Table:
-    convert = pa_csv.ConvertOptions(
-        null_values=list(NA_VALUES),
-        strings_can_be_null=True,
-        true_values=["True", "TRUE", "true"],
-        false_values=["False", "FALSE", "false"],
-        column_types=dict.fromkeys(as_text, pa.string()),
-    )
-    table = pa_csv.read_csv(file, read_options=_READ, convert_options=convert)
-    names = table.column_names
-    if len(set(names)) != len(names) or "" in names:
-        raise _PandasReads("duplicate or empty column names")
-    textual = tuple(f.name for f in table.schema if any(check(f.type) for check in _TEXTUAL))
-    if textual and not as_text:
-        # pandas leaves dates and times as text; so does the second reading.
-        file.seek(0)
-        return _arrow_csv(file, as_text=textual)
-    if textual:
-        raise _PandasReads("columns Arrow cannot keep as text")
+def _arrow_csv(source: Callable[[], Source]) -> pa.Table:
+    first = _first_rows_schema(_file(source()))
+    text: dict[str, pa.DataType] = {}
+    table: pa.Table | None = None
+    if first is not None:
+        _check_names(first.names)
+        # pandas leaves dates and times as text.
+        text = dict.fromkeys(_textual(first), pa.string())
+        # Every column the first rows typed keeps that type: Arrow converts each block once and
+        # drops it. Left to infer, it keeps every parsed block to the end, in case a later one
+        # changes a column's type: about the file's size again, and twice the conversions.
+        typed = {f.name: f.type for f in first if not pa.types.is_null(f.type)}
+        with contextlib.suppress(pa.ArrowInvalid):
+            table = _read_csv(_file(source()), {**typed, **text})
+    if table is None:
+        # Later rows disagree with the first (integers, then decimals), or the first rows do not
+        # parse alone (a quoted line break at the cut): Arrow infers every block.
+        table = _read_csv(_file(source()), text)
+        _check_names(table.column_names)
+    if late := _textual(table.schema):
+        # Dates in a column the first rows left empty.
+        table = _read_csv(_file(source()), {**text, **dict.fromkeys(late, pa.string())})
+        if _textual(table.schema):
+            raise _PandasReads("columns Arrow cannot keep as text")
     # A column with no value at all is float64 in pandas (all NaN), not Arrow's null type.
     empty = [i for i, f in enumerate(table.schema) if pa.types.is_null(f.type)]
     for i in empty:
         table = table.set_column(i, table.field(i).name, table.column(i).cast(pa.float64()))
     return table
+
+
+def _check_names(names: list[str]) -> None:
+    if len(set(names)) != len(names) or "" in names:
+        raise _PandasReads("duplicate or empty column names")
+
+
+def _first_rows_schema(file: BinaryIO) -> pa.Schema | None:
+    """The column types Arrow infers from the file's first MiB (its last, partial line left out)."""
+    head = file.read(_PROBE_BYTES)
+    if len(head) == _PROBE_BYTES:
+        head = head[: head.rfind(b"\n") + 1] or head
+    options = pa_csv.ReadOptions(use_threads=False)
+    try:
+        return pa_csv.open_csv(
+            pa.BufferReader(head), read_options=options, convert_options=_convert({})
+        ).schema
+    except pa.ArrowInvalid:
+        return None
+
+
+def _read_csv(file: BinaryIO, types: dict[str, pa.DataType]) -> pa.Table:
+    return pa_csv.read_csv(file, read_options=_READ, convert_options=_convert(types))
+
+
+def _convert(types: dict[str, pa.DataType]) -> pa_csv.ConvertOptions:
+    return pa_csv.ConvertOptions(
+        null_values=list(NA_VALUES),
+        strings_can_be_null=True,
+        true_values=["True", "TRUE", "true"],
+        false_values=["False", "FALSE", "false"],
+        column_types=types,
+    )
+
+
+def _textual(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if any(check(f.type) for check in _TEXTUAL)]
 
 
 def _parquet_decoded_size(file: BinaryIO, *, size: int) -> float:

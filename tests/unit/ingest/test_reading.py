@@ -40,6 +40,25 @@ def test_a_type_that_changes_after_the_first_block_is_read_as_text() -> None:
     assert len(frame) == 700_001 and frame["a"].iloc[-1] == "x"
 
 
+@pytest.mark.parametrize(
+    "late",
+    [b"2.5,3\n", b"7,2026-01-01\n"],
+    ids=["decimals after integers", "dates after empty cells"],
+)
+def test_values_after_the_first_block_that_change_a_type_decode_as_pandas_reads_them(late: bytes) -> None:
+    data = b"a,b\n" + b"1,\n" * 4_500_000 + late  # beyond Arrow's first 8 MiB block
+    pd.testing.assert_frame_equal(decode(lambda: data, fmt="csv"), pd.read_csv(io.BytesIO(data)))
+
+
+def test_quoted_line_breaks_across_the_type_probe_decode_as_pandas_reads_them() -> None:
+    # Types are inferred from the first MiB cut at its last line break, which here falls inside
+    # a quoted field: the probe reads a broken row, and the file must still read as pandas reads it.
+    data = b"n,note,x\n" + b"".join(b'%d,"one\n%s",%d.5\n' % (i, b"two" * 60, i) for i in range(20_000))
+    probe = data[: 1024 * 1024]
+    assert probe[: probe.rfind(b"\n")].count(b'"') % 2 == 1  # the cut is inside a quoted field
+    pd.testing.assert_frame_equal(decode(lambda: data, fmt="csv"), pd.read_csv(io.BytesIO(data)))
+
+
 def test_the_synthetic_data_decodes_as_pandas_reads_it() -> None:
     data = synthetic_csv(20_000, seed=1)
     pd.testing.assert_frame_equal(decode(lambda: data, fmt="csv"), pd.read_csv(io.BytesIO(data)))
