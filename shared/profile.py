@@ -111,8 +111,13 @@ def column_kind(values: pd.Series) -> ColumnKind:
 
 def as_numbers(values: pd.Series) -> pd.Series:
     """A column as floats: text that is not a number, and infinities, count as missing."""
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
-    return numbers.where(np.isfinite(numbers))
+    numbers = _floats(values)
+    return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, name=values.name)
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """The column as a float array, text that is not a number as NaN (possibly a view of it)."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def as_categories(values: pd.Series) -> pd.Series:
@@ -155,9 +160,9 @@ def psi_by_feature(profile: DataProfile, frame: pd.DataFrame) -> dict[str, float
 
 
 def _numeric_profile(values: pd.Series) -> FeatureProfile:
-    # The present values (text that is not a number, and infinities, count as missing), copied
-    # once and sorted in place: the quantiles, the bin counts and the distinct count all read them.
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    # The present values, as ``as_numbers`` counts them, copied once and sorted in place: the
+    # quantiles, the bin counts and the distinct count all read them.
+    numbers = _floats(values)
     array = numbers[np.isfinite(numbers)]
     missing = len(values) - len(array)
     if not len(array):

@@ -33,7 +33,7 @@ NA_VALUES = (
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 )  # fmt: skip
-# Blocks of 8 MiB: one ranged GET each, parsed in parallel; types are inferred from the first.
+# Blocks of 8 MiB: one ranged GET each, parsed in parallel.
 _READ = pa_csv.ReadOptions(block_size=8 * 1024 * 1024)
 # Column types are inferred from the file's first MiB, then fixed for the whole read.
 _PROBE_BYTES = 1024 * 1024

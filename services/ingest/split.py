@@ -18,7 +18,7 @@ from shared.pipeline_spec import PipelineSpec
 def split_rows(
     frame: pd.DataFrame, *, spec: PipelineSpec, hashes: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of the (train, test) rows among the labelled ones, in frame order.
+    """The frame positions of the (train, test) rows, labelled rows only, in frame order.
 
     Positions rather than frames: the caller copies each side a slice at a time as it stores
     it, instead of holding both copies beside the frame. ``hashes`` are the frame's
