@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import urllib3
@@ -244,7 +244,10 @@ class ArtifactStore:
         def fetch(offset: int, length: int) -> bytes:
             return self._fetch(location, offset=offset, length=length, headers=pinned)
 
-        return ObjectReader(fetch, size=stat.size or 0, etag=stat.etag)
+        def stream(offset: int, piece: int) -> Iterator[bytes]:
+            return self._stream(location, offset=offset, piece=piece, headers=pinned)
+
+        return ObjectReader(fetch, size=stat.size or 0, etag=stat.etag, stream=stream)
 
     def exists(self, location: ObjectLocation) -> bool:
         """Whether an object is at ``location``."""
@@ -280,6 +283,24 @@ class ArtifactStore:
     ) -> bytes:
         """The object's bytes from ``offset``: ``length`` of them, or all the rest when it is 0."""
         return self._get(location, offset=offset, length=length, headers=headers)[0]
+
+    def _stream(
+        self, location: ObjectLocation, *, offset: int, piece: int, headers: DictType | None
+    ) -> Iterator[bytes]:
+        """The object's bytes from ``offset`` to its end, ``piece`` at a time, from one GET."""
+        try:
+            response = self._client.get_object(
+                location.bucket, location.key, offset=offset, request_headers=headers
+            )
+        except S3Error as error:
+            if error.code in _MISSING_CODES:
+                raise ObjectNotFoundError(f"no object at {location.uri}") from error
+            raise
+        try:
+            yield from response.stream(piece)
+        finally:
+            response.close()
+            response.release_conn()
 
     def _read_with_digest(self, location: ObjectLocation) -> tuple[bytes, str | None]:
         """The bytes at ``location`` and the digest recorded with them, which its GET returns as a header."""
@@ -327,9 +348,17 @@ class ObjectReader(io.RawIOBase):
     readers that take many small reads (a CSV parser).
     """
 
-    def __init__(self, fetch: Callable[[int, int], bytes], *, size: int, etag: str | None = None) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[int, int], bytes],
+        *,
+        size: int,
+        etag: str | None = None,
+        stream: Callable[[int, int], Iterator[bytes]] | None = None,
+    ) -> None:
         super().__init__()
         self._fetch = fetch
+        self._stream = stream
         self._size = size
         self._position = 0
         self.etag = etag
@@ -361,6 +390,22 @@ class ObjectReader(io.RawIOBase):
         data = self._fetch(self._position, end - self._position)
         self._position += len(data)
         return data
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The bytes from the current position to the end, about ``size`` at a time.
+
+        One streamed GET where the store gives one (a ranged GET per ``read`` otherwise): a pass
+        over a large object then costs one request and a piece's memory.
+        """
+        if self._stream is None:
+            while chunk := self.read(size):
+                yield chunk
+            return
+        if self._position >= self._size:
+            return
+        for chunk in self._stream(self._position, size):
+            self._position += len(chunk)
+            yield chunk
 
     def readall(self) -> bytes:
         return self.read()

@@ -39,8 +39,8 @@ from shared.storage import ArtifactStore, ObjectNotFoundError, ObjectReader
 from shared.uris import AllowedLocation, ObjectLocation, UnsafeUriError
 
 Format = Literal["csv", "parquet"]
-# Hashing reads the object in chunks of this size (one ranged GET each).
-_CHUNK = 16 * 1024 * 1024
+# Hashing streams the object through one GET, a piece of this size at a time.
+_CHUNK = 1024 * 1024
 # A split is copied out of the frame and encoded this many rows at a time (one Parquet row group
 # each), so storing it needs a slice's memory rather than a second copy of the data.
 _ROWS_PER_GROUP = 65_536
@@ -235,7 +235,7 @@ def _digest(reader: ObjectReader) -> str:
     """SHA-256 of the object, streamed in chunks: the file is never held whole."""
     digest = hashlib.sha256()
     reader.seek(0)
-    while chunk := reader.read(_CHUNK):
+    for chunk in reader.chunks(_CHUNK):
         digest.update(chunk)
     return digest.hexdigest()
 

@@ -114,7 +114,7 @@ class DatasetCatalog:
         """The version's bytes in chunks; a mismatch with its digest breaks the stream at the end."""
         reader = self._store.open(self._store.locate(version.uri))
         digest = hashlib.sha256()
-        while chunk := reader.read(CHUNK):
+        for chunk in reader.chunks(CHUNK):
             digest.update(chunk)
             yield chunk
         if digest.hexdigest() != version.dataset_version:

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from minio import Minio
+from minio.error import S3Error
 
 from shared.storage import (
     ArtifactStore,
@@ -94,3 +95,31 @@ def test_ensure_buckets_creates_them_once(minio: Minio) -> None:
 def test_a_missing_object_is_reported_missing_not_untrusted(store: ArtifactStore, bucket: str) -> None:
     with pytest.raises(ObjectNotFoundError):
         store.get_verified(ObjectLocation(bucket, "churn/never-written.json"))
+
+
+def test_a_reader_streams_the_object_from_its_position_in_pieces(
+    store: ArtifactStore, bucket: str, minio: Minio
+) -> None:
+    data = bytes(range(256)) * 40_000  # about 10 MiB
+    location = ObjectLocation(bucket, "landing/big.bin")
+    minio.put_object(bucket, location.key, io.BytesIO(data), len(data))
+    reader = store.open(location)
+    pieces = list(reader.chunks(1024 * 1024))
+    assert b"".join(pieces) == data
+    assert max(len(p) for p in pieces) <= 1024 * 1024 and len(pieces) >= 10
+    assert reader.tell() == len(data) and list(reader.chunks(1024)) == []
+    reader.seek(len(data) - 5)
+    assert list(reader.chunks(1024)) == [data[-5:]]
+
+
+def test_a_reader_refuses_bytes_of_an_object_replaced_after_it_was_opened(
+    store: ArtifactStore, bucket: str, minio: Minio
+) -> None:
+    location = ObjectLocation(bucket, "landing/replaced.csv")
+    minio.put_object(bucket, location.key, io.BytesIO(b"a,b\n1,2\n"), 8)
+    reader = store.open(location)
+    minio.put_object(bucket, location.key, io.BytesIO(b"a,b\n3,4\n"), 8)
+    with pytest.raises(S3Error, match=r"PreconditionFailed|[Pp]recondition"):
+        list(reader.chunks(1024))
+    with pytest.raises(S3Error, match=r"PreconditionFailed|[Pp]recondition"):
+        reader.read(4)
