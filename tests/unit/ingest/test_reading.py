@@ -35,7 +35,7 @@ def test_csv_decodes_as_pandas_reads_it(data: bytes) -> None:
 
 
 def test_a_type_that_changes_after_the_first_block_is_read_as_text() -> None:
-    data = b"a,b\n" + b"1,2\n" * 700_000 + b"x,3\n"  # beyond Arrow's first 8 MiB block
+    data = b"a,b\n" + b"1,2\n" * 700_000 + b"x,3\n"  # past the typed first MiB and Arrow's first block
     frame = decode(lambda: data, fmt="csv")
     assert len(frame) == 700_001 and frame["a"].iloc[-1] == "x"
 
@@ -46,7 +46,7 @@ def test_a_type_that_changes_after_the_first_block_is_read_as_text() -> None:
     ids=["decimals after integers", "dates after empty cells"],
 )
 def test_values_after_the_first_block_that_change_a_type_decode_as_pandas_reads_them(late: bytes) -> None:
-    data = b"a,b\n" + b"1,\n" * 4_500_000 + late  # beyond Arrow's first 8 MiB block
+    data = b"a,b\n" + b"1,\n" * 4_500_000 + late  # beyond Arrow's first 2 MiB block
     pd.testing.assert_frame_equal(decode(lambda: data, fmt="csv"), pd.read_csv(io.BytesIO(data)))
 
 
