@@ -1,8 +1,8 @@
 """Run the ingest service: ``python -m services.ingest``."""
 
-from services.ingest.memory import allocate_arrow_through_malloc
+from services.ingest.memory import configure_memory
 
-allocate_arrow_through_malloc()  # before anything loads Arrow
+configure_memory()  # before anything loads Arrow or starts a thread
 
 from services.ingest.app import NAME, create_app  # noqa: E402
 from shared.service import run_app  # noqa: E402

@@ -4,17 +4,31 @@ Arrow's own allocator (mimalloc) keeps what Arrow frees for Arrow: the decoded f
 could not serve numpy's checks or the splits that follow, so their peaks added up, and an idle
 ingest process went on holding the memory of its largest arrival (850 MiB after a 2M-row file).
 Through malloc, what decoding frees is reused by the rest of the arrival, and returned once
-the arrival is done. Measured in BENCHMARKS.md §8.
+the arrival is done.
+
+glibc's malloc gives each new thread an arena of its own, up to eight per core, and an arena
+keeps what its threads freed. An arrival runs on a worker thread, beside Arrow's parsing and I/O
+threads and the pool that stores the splits, so its memory was spread over a dozen arenas and
+little of one arrival's freed memory served the next: with one arena per core, a 100k-row
+arrival's peak rose 17-19 MiB above the process's resting size in process, against 46-47 MiB.
+Measured in BENCHMARKS.md §8.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 
 # Arrow reads it when it first allocates; an operator's own choice is kept.
 POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+# glibc reads it at the process's start; when an operator set it, it already applies.
+ARENA_VARIABLE = "MALLOC_ARENA_MAX"
+_M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 
-def allocate_arrow_through_malloc() -> None:
-    """Make malloc Arrow's default allocator in this process; call it before Arrow allocates."""
+def configure_memory() -> None:
+    """Malloc for Arrow, with one arena per core; call it before anything allocates on threads."""
     os.environ.setdefault(POOL_VARIABLE, "system")
+    if ARENA_VARIABLE not in os.environ and platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, len(os.sched_getaffinity(0)))
