@@ -122,7 +122,19 @@ wall time against 1.1-2.3 s for `read_csv`. What remains on its path: hashing th
 decoding beside the raw file's server-side copy (1.0-2.4 s; the copy costs MinIO 1.3-2.5 CPU-s),
 hashing, validating and splitting the rows (0.5 s), then the train split's encoding and 149 MiB
 upload (0.9-2.3 s) beside the profile. At 100k rows ingest's fixed work (the spec, the dataset
-index, 28 MinIO requests, the events) takes longer than three `read_csv`s of 0.05 s.
+index, 28 MinIO requests, the events) takes longer than three `read_csv`s of 0.05 s. In the
+evening of 2026-12-04: the file's hash streams through one GET in 1 MiB pieces (16 MiB ranged GETs
+before, each held whole; 0.4 to 0.2 s at 2M rows in process), the CSV is parsed in 2 MiB blocks
+instead of 8 MiB (as fast; a process's first decode peaked 34-37 MiB above its start at 100k rows
+against 45-48 MiB, and 525-527 against 611-631 MiB at 2M), and ingest's process keeps one malloc
+arena per core (glibc gave each new thread its own, and an arrival runs on a worker thread beside
+Arrow's parsing and I/O threads, so what one arrival freed rarely served the next): ingest's rise
+at 100k rows in this bench went from 68-71 MiB to 47-57 MiB. What bounds ingest's time at 500k
+rows is the CPU of two processes on two cores: ingest's own 1.1-1.5 CPU-s, and MinIO's 0.8-0.9
+CPU-s for the two reads of the file, the raw file's server-side copy (0.6-0.7 CPU-s per 100 MiB,
+measured with a 48 MiB CSV; MinIO's compression raised it to 0.46 from 0.30 CPU-s per copy, and
+writing without O_DIRECT did not lower it) and the splits' upload: a floor of 1.0-1.2 s against
+three `read_csv`s of 0.6-0.9 s.
 """
 
 
