@@ -406,6 +406,8 @@ class ObjectReader(io.RawIOBase):
         for chunk in self._stream(self._position, size):
             self._position += len(chunk)
             yield chunk
+        if self._position != self._size:  # a cut connection must not pass for a shorter file
+            raise ConnectionError(f"the object's stream ended after {self._position} of {self._size} bytes")
 
     def readall(self) -> bytes:
         return self.read()

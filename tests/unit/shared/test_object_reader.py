@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
+
 from shared.storage import ObjectReader
 
 DATA = bytes(range(256)) * 10
@@ -37,3 +39,11 @@ def test_with_a_stream_the_pass_is_one_request_from_the_position() -> None:
     assert b"".join(pieces) == DATA[7:] and len(pieces) == 5
     assert opened == [7] and reader.tell() == len(DATA)
     assert list(reader.chunks(512)) == [] and opened == [7]  # nothing left: no request
+
+
+def test_a_stream_that_ends_early_fails_instead_of_passing_for_a_shorter_object() -> None:
+    reader = ObjectReader(
+        lambda offset, length: b"", size=len(DATA), stream=lambda offset, piece: iter([DATA[:100]])
+    )
+    with pytest.raises(ConnectionError, match="ended after 100 of 2560 bytes"):
+        list(reader.chunks(512))
