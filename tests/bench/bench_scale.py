@@ -46,6 +46,8 @@ from tests.synthetic import synthetic_csv, synthetic_spec
 DEFAULT_ROWS = (100_000, 500_000, 2_000_000)
 QUICK_ROWS = (100_000,)
 WARM_UP_ROWS = 1_000
+# Arrival → serving is judged against the plain run from this size up.
+END_TO_END_FROM_ROWS = 500_000
 STAGES: tuple[tuple[str, type[Event]], ...] = (
     ("ingest", DatasetValidated),
     ("train", ModelTrained),
@@ -327,9 +329,11 @@ def _section(
         size = f"{rows / 1e6:g}M rows ({p['file_mb']:.0f} MiB)"
         compute = p["read_csv"] + p["fit"] + p["cv"]
         wall = c["arrival → serving"]
+        # The issue sets this target from 500k rows up: below, the fixed costs of five services lead.
+        judged = rows >= END_TO_END_FROM_ROWS
         section.add(
-            f"{size}: arrival → serving vs read + fit + CV", wall, compute, unit="s", target="≤ 1.5x",
-            met=wall <= 1.5 * compute,
+            f"{size}: arrival → serving vs read + fit + CV", wall, compute, unit="s",
+            target="≤ 1.5x" if judged else "", met=wall <= 1.5 * compute if judged else None,
         )  # fmt: skip
         section.add(
             f"{size}: upload + publish vs fput_object", c["upload + publish"], p["fput_object"], unit="s",
