@@ -9,8 +9,8 @@ the arrival is done.
 glibc's malloc gives each new thread an arena of its own, up to eight per core, and an arena
 keeps what its threads freed. An arrival runs on a worker thread, beside Arrow's parsing and I/O
 threads and the pool that stores the splits, so its memory was spread over a dozen arenas and
-little of one arrival's freed memory served the next: with one arena per core, a 100k-row
-arrival's peak rose 17-19 MiB above the process's resting size in process, against 46-47 MiB.
+little of one arrival's freed memory served the next: with one arena per core, the scale bench's
+100k-row arrival raised ingest's memory 47-57 MiB in four runs, against 68-71 MiB before.
 Measured in BENCHMARKS.md §8.
 """
 
