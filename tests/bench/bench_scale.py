@@ -135,7 +135,7 @@ at 100k rows in this bench went from 68-71 MiB to 47-57 MiB. What bounds ingest'
 rows is the CPU of two processes on two cores: ingest's own 1.1-1.5 CPU-s, and MinIO's 0.8-0.9
 CPU-s for the two reads of the file, the raw file's server-side copy (0.6-0.7 CPU-s per 100 MiB,
 measured with a 48 MiB CSV; MinIO's compression raised it to 0.46 from 0.30 CPU-s per copy, and
-writing without O_DIRECT did not lower it) and the splits' upload: a floor of 1.0-1.2 s against
+writing without O_DIRECT did not lower it) and the splits' upload: a floor of 0.9-1.2 s against
 three `read_csv`s of 0.6-0.9 s.
 """
 
