@@ -123,3 +123,13 @@ def test_a_reader_refuses_bytes_of_an_object_replaced_after_it_was_opened(
         list(reader.chunks(1024))
     with pytest.raises(S3Error, match=r"PreconditionFailed|[Pp]recondition"):
         reader.read(4)
+
+
+def test_an_artifact_over_one_part_is_sent_as_one_put(
+    store: ArtifactStore, bucket: str, minio: Minio
+) -> None:
+    data = bytes(range(256)) * 24_576  # 6 MiB: minio-py alone would send two 5 MiB parts
+    ref = store.put_content_addressed(data, bucket=bucket, prefix="churn/train", suffix=".parquet")
+    stat = minio.stat_object(bucket, store.locate(ref.uri).key)
+    assert "-" not in (stat.etag or "-")  # a multipart upload's ETag ends in -<parts>
+    assert stat.size == len(data) and store.get(ref) == data
