@@ -131,7 +131,9 @@ instead of 8 MiB (as fast; a process's first decode peaked 34-37 MiB above its s
 against 45-48 MiB, and 525-527 against 611-631 MiB at 2M), and ingest's process keeps one malloc
 arena per core (glibc gave each new thread its own, and an arrival runs on a worker thread beside
 Arrow's parsing and I/O threads, so what one arrival freed rarely served the next): ingest's rise
-at 100k rows in this bench went from 68-71 MiB to 47-57 MiB. What bounds ingest's time at 500k
+at 100k rows in this bench went from 68-71 MiB to 47-57 MiB, and to 42 MiB once artifacts already in
+memory went to MinIO as one PUT instead of minio-py's 5 MiB parts (a copy and a request per part;
+for 150 MiB, 0.10-0.11 instead of 0.18-0.21 CPU-s of the client). What bounds ingest's time at 500k
 rows is the CPU of two processes on two cores: ingest's own 1.1-1.5 CPU-s, and MinIO's 0.8-0.9
 CPU-s for the two reads of the file, the raw file's server-side copy (0.6-0.7 CPU-s per 100 MiB,
 measured with a 48 MiB CSV; MinIO's compression raised it to 0.46 from 0.30 CPU-s per copy, and
