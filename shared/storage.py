@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import urllib3
 from minio import Minio
@@ -14,6 +13,7 @@ from minio.error import S3Error
 from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE, DictType
 
 from shared.events import ArtifactRef
+from shared.object_reader import ObjectReader
 from shared.settings import Settings
 from shared.uris import AllowedLocation, ObjectLocation, parse_object_uri
 
@@ -298,14 +298,7 @@ class ArtifactStore:
         self, location: ObjectLocation, *, offset: int, piece: int, headers: DictType | None
     ) -> Iterator[bytes]:
         """The object's bytes from ``offset`` to its end, ``piece`` at a time, from one GET."""
-        try:
-            response = self._client.get_object(
-                location.bucket, location.key, offset=offset, request_headers=headers
-            )
-        except S3Error as error:
-            if error.code in _MISSING_CODES:
-                raise ObjectNotFoundError(f"no object at {location.uri}") from error
-            raise
+        response = self._open_get(location, offset=offset, headers=headers)
         try:
             yield from response.stream(piece)
         finally:
@@ -326,19 +319,30 @@ class ArtifactStore:
         headers: DictType | None = None,
     ) -> tuple[bytes, Mapping[str, str]]:
         """One GET: the bytes asked for and the response's headers."""
+        response = self._open_get(location, offset=offset, length=length, headers=headers)
         try:
-            response = self._client.get_object(
+            return response.read(), response.headers
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _open_get(
+        self,
+        location: ObjectLocation,
+        *,
+        offset: int = 0,
+        length: int = 0,
+        headers: DictType | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """A GET's response, for the caller to read and release; no object there is ObjectNotFoundError."""
+        try:
+            return self._client.get_object(
                 location.bucket, location.key, offset=offset, length=length, request_headers=headers
             )
         except S3Error as error:
             if error.code in _MISSING_CODES:
                 raise ObjectNotFoundError(f"no object at {location.uri}") from error
             raise
-        try:
-            return response.read(), response.headers
-        finally:
-            response.close()
-            response.release_conn()
 
     def _stat_headers(self, location: ObjectLocation) -> dict[str, str] | None:
         try:
@@ -348,81 +352,3 @@ class ArtifactStore:
                 return None
             raise
         return {name.lower(): value for name, value in (stat.metadata or {}).items()}
-
-
-class ObjectReader(io.RawIOBase):
-    """A read-only, seekable file over an object: each read is one ranged GET.
-
-    Parquet readers jump to the footer and then to the column chunks they need, so a file
-    this size never has to be held in memory whole; wrap it in ``io.BufferedReader`` for
-    readers that take many small reads (a CSV parser).
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[int, int], bytes],
-        *,
-        size: int,
-        etag: str | None = None,
-        stream: Callable[[int, int], Iterator[bytes]] | None = None,
-    ) -> None:
-        super().__init__()
-        self._fetch = fetch
-        self._stream = stream
-        self._size = size
-        self._position = 0
-        self.etag = etag
-
-    @property
-    def size(self) -> int:
-        """The object's length in bytes."""
-        return self._size
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, start + offset)
-        return self._position
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes from the current position (all the rest when negative)."""
-        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
-        if end <= self._position:  # a GET of length 0 would mean "to the end"
-            return b""
-        data = self._fetch(self._position, end - self._position)
-        self._position += len(data)
-        return data
-
-    def chunks(self, size: int) -> Iterator[bytes]:
-        """The bytes from the current position to the end, about ``size`` at a time.
-
-        One streamed GET where the store gives one (a ranged GET per ``read`` otherwise): a pass
-        over a large object then costs one request and a piece's memory.
-        """
-        if self._stream is None:
-            while chunk := self.read(size):
-                yield chunk
-            return
-        if self._position >= self._size:
-            return
-        for chunk in self._stream(self._position, size):
-            self._position += len(chunk)
-            yield chunk
-        if self._position != self._size:  # a cut connection must not pass for a shorter file
-            raise ConnectionError(f"the object's stream ended after {self._position} of {self._size} bytes")
-
-    def readall(self) -> bytes:
-        return self.read()
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)

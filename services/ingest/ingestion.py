@@ -32,10 +32,11 @@ from services.ingest.validation import (
     warnings_in,
 )
 from shared.events import ArtifactRef, RuleResult
+from shared.object_reader import ObjectReader
 from shared.pipeline_spec import PipelineSpec, resolve_features
 from shared.profile import DataProfile, profile_frame
 from shared.spec_store import SpecStore, UnknownPipelineError
-from shared.storage import ArtifactStore, ObjectNotFoundError, ObjectReader
+from shared.storage import ArtifactStore, ObjectNotFoundError
 from shared.uris import AllowedLocation, ObjectLocation, UnsafeUriError
 
 Format = Literal["csv", "parquet"]

@@ -12,7 +12,7 @@ import pytest
 
 from services.deploy.batch_io import BatchRefused, input_batches, prediction_batch, score_batches
 from services.deploy.serving.predict import FeatureError, predict_frame
-from shared.storage import ObjectReader
+from shared.object_reader import ObjectReader
 from tests.unit.deploy.conftest import Fitted
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.storage import ObjectReader
+from shared.object_reader import ObjectReader
 
 DATA = bytes(range(256)) * 10
 
