@@ -9,8 +9,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from services.ingest.ingestion import row_group_rows
 from shared.clients.events import EventWatcher, publish_data_arrival
 from shared.events import DatasetRejected, DatasetValidated, ModelEvaluated, ModelTrained
 from shared.settings import Settings
@@ -49,6 +51,10 @@ async def test_a_million_row_arrival_becomes_an_evaluated_candidate(
     assert validated.rows == MILLION
     assert validated.train.size_bytes > 0 and validated.test.size_bytes > 0
     assert validated.raw.size_bytes == data.stat().st_size
+    store = ArtifactStore.from_settings(flow_settings)
+    train = pq.ParquetFile(store.open(store.locate(validated.train.uri))).metadata  # its footer only
+    groups = [train.row_group(i).num_rows for i in range(train.num_row_groups)]
+    assert sum(groups) == train.num_rows and max(groups) == row_group_rows(train.num_rows) == 65_536
     assert trained.cv_score > 0.6  # the target is drawn from the features: a fit finds it
     assert evaluated.metrics["accuracy"] > 0.6
     assert all(process.process and process.process.poll() is None for process in services.values())

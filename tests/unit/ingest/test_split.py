@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from services.ingest.ingestion import row_group_rows
 from services.ingest.row_hashes import row_hashes
 from services.ingest.split import split_dataset, split_rows
 from shared.pipeline_spec import PipelineSpec
@@ -133,3 +134,13 @@ def test_labels_that_read_the_same_are_one_class() -> None:
     _, test = split_dataset(data, spec=make_spec(validation={"test_fraction": 0.25}))
     # Two classes as text ("1": 8 rows, "2": 2 rows): two test rows, then one.
     assert sorted(test["y"].astype(str)) == ["1", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("split", "group"),
+    [(0, 16_384), (80_000, 16_384), (200_000, 25_000), (400_000, 50_000), (1_600_000, 65_536)],
+)
+def test_a_split_is_stored_in_row_groups_of_an_eighth_of_it_within_bounds(split: int, group: int) -> None:
+    # The slice copied out of the frame for each group stays small beside a small file's data,
+    # and a large file keeps the groups that encode fastest.
+    assert row_group_rows(split) == group
