@@ -139,6 +139,17 @@ CPU-s for the two reads of the file, the raw file's server-side copy (0.6-0.7 CP
 measured with a 48 MiB CSV; MinIO's compression raised it to 0.46 from 0.30 CPU-s per copy, and
 writing without O_DIRECT did not lower it) and the splits' upload: a floor of 0.9-1.2 s against
 three `read_csv`s of 0.6-0.9 s.
+Measured again on 2026-12-04 between 17:20 and 17:40 UTC, each step alone in one process at 500k
+rows (CPU-s): decoding from MinIO 0.76-0.88 (a local `read_csv` 0.65-0.76 CPU-s in 0.34-0.41 s), the
+profile 0.34-0.35, encoding both splits 0.31-0.33, hashing the rows 0.11-0.13, the rules 0.07-0.08,
+hashing the file 0.06-0.07, the rest of the split and the upload's client side about 0.2; the whole
+ingest in process took 1.82-2.92 CPU-s of its own and 0.59-0.76 of MinIO's. That is 2.5-2.8 CPU-s on
+two cores, at least 1.25-1.4 s, against three `read_csv`s of 0.6-1.2 s: without the raw file's copy
+(0.4-0.5 CPU-s of MinIO) the floor is still 1.0-1.15 s. At 100k rows malloc's own count of memory in
+use (mallinfo2) rose 26-27 MiB during an arrival (2.0x the frame) while the RSS rose 46-51 MiB from
+a trimmed heap: the rest is memory that glibc's two arenas hold free, which one arena reuses (41 and
+38 MiB in this bench at 100k rows) at about a tenth more of ingest's CPU at 500k rows (2.11-2.38
+against 1.82-2.10 CPU-s).
 """
 
 
