@@ -206,18 +206,34 @@ def sorted_quantiles(array: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
 
 
 def _categorical_profile(values: pd.Series) -> FeatureProfile:
-    categories = as_categories(values).dropna()
-    counts = categories.value_counts()
-    top = counts.iloc[:TOP_CATEGORIES]
-    kept = {str(label): int(count) for label, count in top.items()}
-    kept[OTHER] = int(counts.iloc[TOP_CATEGORIES:].sum())
+    counts = _category_counts(values)
+    top = counts[:TOP_CATEGORIES]
+    kept = {str(label): count for label, count in top}
+    kept[OTHER] = sum(count for _, count in counts[TOP_CATEGORIES:])
+    present = sum(count for _, count in counts)
     return FeatureProfile(
         kind="categorical",
-        count=len(categories),
-        missing=len(values) - len(categories),
+        count=present,
+        missing=len(values) - present,
         categories=kept,
         distinct=len(counts),
     )
+
+
+def _category_counts(values: pd.Series) -> list[tuple[object, int]]:
+    """Each category's rows, most first (ties in order of first appearance); missing values left out."""
+    if values.dtype == object:
+        counted = as_categories(values).dropna().value_counts()
+        return [(label, int(count)) for label, count in counted.items()]
+    # Typed columns: rows counted per distinct value, then per category key, so millions of rows
+    # never become Python strings (1 and 1.0 are still one category).
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    per_value = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    by_key: dict[object, int] = {}
+    for value, count in zip(uniques, per_value, strict=True):
+        key = _category_key(value)
+        by_key[key] = by_key.get(key, 0) + int(count)
+    return sorted(by_key.items(), key=lambda item: -item[1])
 
 
 def _bin_numbers(numbers: pd.Series, edges: list[float]) -> list[int]:

@@ -144,3 +144,20 @@ def test_sorted_quantiles_are_numpys_to_the_bit(size: int) -> None:
     values = np.sort(np.random.default_rng(size).normal(size=size).round(3))
     wanted = np.array([0.0, 0.05, 0.1, 0.25, 1 / 3, 0.5, 0.75, 0.9, 0.95, 1.0])
     np.testing.assert_array_equal(sorted_quantiles(values, wanted), np.quantile(values, wanted))
+
+
+@pytest.mark.parametrize("dtype", ["str", "category", "float64"])
+def test_a_typed_categorical_column_profiles_as_its_python_objects_do(dtype: str) -> None:
+    # Typed columns are counted per distinct value; the figures are those of the same values as
+    # Python objects (ties in order of first appearance, 1 and 1.0 one category).
+    rng = np.random.default_rng(3)
+    values = [float(v) for v in rng.integers(0, 30, 3000)] + [None] * 7
+    if dtype != "float64":
+        values = [None if v is None else f"c{int(v):02d}" for v in values]
+    typed = pd.Series(values, dtype=dtype)
+    typed_profile = profile_frame(pd.DataFrame({"c": typed}), numeric=[], categorical=["c"])
+    object_profile = profile_frame(pd.DataFrame({"c": typed.astype(object)}), numeric=[], categorical=["c"])
+    typed_c, object_c = typed_profile.features["c"], object_profile.features["c"]
+    assert typed_c == object_c
+    assert list(typed_c.categories.items()) == list(object_c.categories.items())  # the same order
+    assert typed_c.missing == 7 and typed_c.distinct == 30 and len(typed_c.categories) == 21
