@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from shared.events import ALL_EVENTS
 from shared.messaging import ensure_topics
 from shared.settings import Settings
 from shared.spec_store import SpecStore
-from shared.storage import ArtifactStore
+from shared.storage import ArtifactStore, minio_client
+from tests.bench.harness import remove_bucket
 from tests.integration.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.infra
@@ -23,9 +25,24 @@ PIPELINE_SERVICES = ("ingest", "train", "evaluate")
 
 @pytest.fixture(scope="session")
 def flow_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The session's settings with a registry port of the flow's own, and spans written to a file."""
+    """The session's settings with a registry port, consumer groups and buckets of the flow's own, and
+    spans written to a file.
+
+    Its own buckets: a deploy service of the default ones, started later, reads the approvals these
+    tests publish (a new consumer group starts from the beginning) and refuses models outside its
+    buckets, instead of serving every test pipeline and restoring them at each start.
+    """
     trace_file = tmp_path_factory.mktemp("traces") / "spans.jsonl"
-    return settings.model_copy(update={"registry_port": free_port(), "trace_file": trace_file})
+    name = f"flow-{uuid.uuid4().hex[:8]}"
+    return settings.model_copy(
+        update={
+            "registry_port": free_port(),
+            "trace_file": trace_file,
+            "consumer_group_prefix": name,
+            "landing_bucket": f"{name}-landing",
+            "artifacts_bucket": f"{name}-artifacts",
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +50,9 @@ def service_env(flow_settings: Settings) -> dict[str, str]:
     """The CONVEYOR_* environment that points services at the test servers."""
     env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
     env["CONVEYOR_REGISTRY_PORT"] = str(flow_settings.registry_port)
+    env["CONVEYOR_CONSUMER_GROUP_PREFIX"] = flow_settings.consumer_group_prefix
+    env["CONVEYOR_LANDING_BUCKET"] = flow_settings.landing_bucket
+    env["CONVEYOR_ARTIFACTS_BUCKET"] = flow_settings.artifacts_bucket
     env["CONVEYOR_TRACE_FILE"] = str(flow_settings.trace_file)
     env["CONVEYOR_RETRY_INITIAL_BACKOFF_S"] = "0.2"
     return env
@@ -76,11 +96,14 @@ async def watcher(flow_settings: Settings) -> AsyncIterator[EventWatcher]:
 
 
 @pytest.fixture(scope="session")
-def artifacts(flow_settings: Settings) -> ArtifactStore:
-    """The store the services write to."""
+def artifacts(flow_settings: Settings) -> Iterator[ArtifactStore]:
+    """The store the services write to; its buckets are emptied and removed after the session."""
     store = ArtifactStore.from_settings(flow_settings)
     store.ensure_buckets()
-    return store
+    yield store
+    client = minio_client(flow_settings)
+    for bucket in (flow_settings.landing_bucket, flow_settings.artifacts_bucket):
+        remove_bucket(client, bucket)
 
 
 @pytest.fixture(scope="session")
