@@ -125,10 +125,18 @@ def as_categories(values: pd.Series) -> pd.Series:
     if values.dtype == object:
         # Python objects of mixed types: 1, 1.0 and True hash alike, so each is keyed on its own.
         return values.astype(object).map(_category_key).astype(object)
-    # Typed columns are keyed once per distinct value, not once per row (millions of rows).
+    codes, keys = _typed_categories(values)
+    lookup = np.array([*keys, math.nan], dtype=object)  # code -1, missing, reads the last: NaN
+    return pd.Series(lookup[codes], index=values.index, name=values.name, dtype=object)
+
+
+def _typed_categories(values: pd.Series) -> tuple[np.ndarray, list[object]]:
+    """Each row's distinct value (its position, -1 where missing), and each distinct value's category.
+
+    Typed columns are keyed once per distinct value, not once per row (millions of rows).
+    """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    keys = np.array([*(_category_key(value) for value in uniques), math.nan], dtype=object)
-    return pd.Series(keys[codes], index=values.index, name=values.name, dtype=object)
+    return codes, [_category_key(value) for value in uniques]
 
 
 def category_key(value: object) -> object:
@@ -225,13 +233,12 @@ def _category_counts(values: pd.Series) -> list[tuple[object, int]]:
     if values.dtype == object:
         counted = as_categories(values).dropna().value_counts()
         return [(label, int(count)) for label, count in counted.items()]
-    # Typed columns: rows counted per distinct value, then per category key, so millions of rows
-    # never become Python strings (1 and 1.0 are still one category).
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    per_value = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    # Typed columns: rows counted per distinct value, then per category, so millions of rows never
+    # become Python strings (1 and 1.0 are still one category).
+    codes, keys = _typed_categories(values)
+    per_value = np.bincount(codes[codes >= 0], minlength=len(keys))
     by_key: dict[object, int] = {}
-    for value, count in zip(uniques, per_value, strict=True):
-        key = _category_key(value)
+    for key, count in zip(keys, per_value, strict=True):
         by_key[key] = by_key.get(key, 0) + int(count)
     return sorted(by_key.items(), key=lambda item: -item[1])
 
