@@ -1,9 +1,12 @@
-"""The services as processes on the real servers, and a watcher over every Conveyor topic."""
+"""The services as processes on the real servers, and a watcher over every Conveyor topic.
+
+They live while this package's tests run (package-scoped): with groups of their own, services left
+running would also read other suites' arrivals and reject them, whose specs they do not have.
+"""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,14 +19,15 @@ from shared.settings import Settings
 from shared.spec_store import SpecStore
 from shared.storage import ArtifactStore, minio_client
 from tests.bench.harness import remove_bucket
-from tests.integration.processes import ServiceProcess, free_port
+from tests.e2e.conftest import isolated_settings
+from tests.integration.processes import ServiceProcess
 
 pytestmark = pytest.mark.infra
 
 PIPELINE_SERVICES = ("ingest", "train", "evaluate")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def flow_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The session's settings with a registry port, consumer groups and buckets of the flow's own, and
     spans written to a file.
@@ -33,19 +37,12 @@ def flow_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
     buckets, instead of serving every test pipeline and restoring them at each start.
     """
     trace_file = tmp_path_factory.mktemp("traces") / "spans.jsonl"
-    name = f"flow-{uuid.uuid4().hex[:8]}"
-    return settings.model_copy(
-        update={
-            "registry_port": free_port(),
-            "trace_file": trace_file,
-            "consumer_group_prefix": name,
-            "landing_bucket": f"{name}-landing",
-            "artifacts_bucket": f"{name}-artifacts",
-        }
-    )
+    # The session's state directory: its keys sign and check what these services exchange.
+    own = isolated_settings(settings, state_dir=settings.state_dir, prefix="flow")
+    return own.model_copy(update={"trace_file": trace_file})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service_env(flow_settings: Settings) -> dict[str, str]:
     """The CONVEYOR_* environment that points services at the test servers."""
     env = {name: value for name, value in os.environ.items() if name.startswith("CONVEYOR_")}
@@ -58,7 +55,7 @@ def service_env(flow_settings: Settings) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def services(
     flow_settings: Settings, service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, ServiceProcess]]:
@@ -84,7 +81,7 @@ def services(
             process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def watcher(flow_settings: Settings) -> AsyncIterator[EventWatcher]:
     """Every event published on Conveyor's topics from now on."""
     topics = [event.topic for event in ALL_EVENTS]
@@ -95,7 +92,7 @@ async def watcher(flow_settings: Settings) -> AsyncIterator[EventWatcher]:
     await watcher.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artifacts(flow_settings: Settings) -> Iterator[ArtifactStore]:
     """The store the services write to; its buckets are emptied and removed after the session."""
     store = ArtifactStore.from_settings(flow_settings)
@@ -106,7 +103,7 @@ def artifacts(flow_settings: Settings) -> Iterator[ArtifactStore]:
         remove_bucket(client, bucket)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def specs(flow_settings: Settings, artifacts: ArtifactStore) -> SpecStore:
     """The pipeline specs the services read."""
     return SpecStore(artifacts, bucket=flow_settings.artifacts_bucket)
